@@ -1,0 +1,99 @@
+"""The engine's single error hierarchy.
+
+Every error raised on purpose by :mod:`cat_prom` is a :class:`CatPromError`.
+Each subclass carries a stable ``code`` that the service maps to an RFC 9457
+problem ``type``; messages say what was wrong and how to fix it.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "CatPromError",
+    "InvalidBankError",
+    "InvalidDesignError",
+    "InvalidResponseError",
+    "ValueOutOfRangeError",
+    "UnknownItemError",
+    "ItemNotOfferedError",
+    "ItemAlreadyAnsweredError",
+    "SessionFinishedError",
+    "InvalidDataError",
+    "CalibrationError",
+]
+
+
+class CatPromError(Exception):
+    """Base class of every deliberate cat-prom error."""
+
+    code = "cat-prom-error"
+
+    def __init__(self, message: str, **fields):
+        super().__init__(message)
+        self.message = message
+        #: machine-readable context (item id, field, row, ...)
+        self.fields = fields
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class InvalidBankError(CatPromError, ValueError):
+    """An item bank file or parameter set is malformed or inconsistent."""
+
+    code = "invalid-bank"
+
+
+class InvalidDesignError(CatPromError, ValueError):
+    """A CAT design document has an unknown key or a bad value."""
+
+    code = "invalid-design"
+
+
+class InvalidDataError(CatPromError, ValueError):
+    """An input data file (responses CSV, parameter CSV) is malformed."""
+
+    code = "invalid-data"
+
+
+class InvalidResponseError(CatPromError, ValueError):
+    """An answer given to a session cannot be accepted."""
+
+    code = "invalid-response"
+
+
+class ValueOutOfRangeError(InvalidResponseError):
+    """A response value is not one of the item's response options."""
+
+    code = "value-out-of-range"
+
+
+class UnknownItemError(InvalidResponseError, KeyError):
+    """An item id is not in the bank."""
+
+    code = "unknown-item"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ItemNotOfferedError(InvalidResponseError):
+    """An answer names an item the session is not currently offering."""
+
+    code = "item-not-offered"
+
+
+class ItemAlreadyAnsweredError(InvalidResponseError):
+    """An answer names an item that was already answered or declined."""
+
+    code = "item-already-answered"
+
+
+class SessionFinishedError(CatPromError, RuntimeError):
+    """The session has stopped; it takes no further answers."""
+
+    code = "session-finished"
+
+
+class CalibrationError(CatPromError, RuntimeError):
+    """Item calibration could not be carried out on the data given."""
+
+    code = "calibration-error"
