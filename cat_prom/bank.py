@@ -11,9 +11,11 @@ each maps to the response *value* and *label* the patient sees.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -207,7 +209,8 @@ class ItemBank:
         self.enemy_matrix = enemy
         self.has_enemies = bool(enemy.any())
         self._grids: dict = {}
-        self._doc = dict(doc) if doc is not None else None
+        # deep copies: the bank must not share mutable state with its callers' documents
+        self._doc = copy.deepcopy(dict(doc)) if doc is not None else None
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -232,8 +235,10 @@ class ItemBank:
     def category(self, index: int, value) -> int:
         """The 0-based category of response ``value`` to item ``index``."""
         it = self.items[index]
-        if isinstance(value, bool):
+        if isinstance(value, (bool, np.bool_)):
             value = None
+        elif isinstance(value, numbers.Integral):  # numpy integers are not int subclasses
+            value = int(value)
         k = None
         if isinstance(value, (int, float, str)):
             k = self._value_maps[index].get(value)
@@ -268,7 +273,8 @@ class ItemBank:
     def grid(self, theta: np.ndarray) -> GridTables:
         """Precomputed arrays on a quadrature grid, cached per grid."""
         theta = np.asarray(theta, dtype=float)
-        key = (float(theta[0]), float(theta[-1]), int(theta.shape[0]))
+        # keyed on every node: grids with the same ends and length but other spacing differ
+        key = (theta.shape, theta.tobytes())
         tables = self._grids.get(key)
         if tables is None:
             tables = self._grids[key] = GridTables(self, theta)
@@ -328,15 +334,19 @@ class ItemBank:
     def to_dict(self) -> dict:
         """The bank as a JSON-ready document (with its content hash)."""
         if self._doc is not None:
-            doc = dict(self._doc)
+            doc = copy.deepcopy(self._doc)
         else:  # pragma: no cover - every constructor path sets _doc
             doc = _bank_to_dict_parts(id=self.id, name=self.name, items=self.items, model=self.model)
-        doc["content_hash"] = content_hash(doc)
+        if getattr(self, "_hash", None) is None:
+            self._hash = content_hash(doc)
+        doc["content_hash"] = self._hash
         return doc
 
     @property
     def content_hash(self) -> str:
-        return self.to_dict()["content_hash"]
+        if getattr(self, "_hash", None) is None:
+            self.to_dict()
+        return self._hash
 
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as fh:

@@ -213,9 +213,10 @@ def _grm_derivs(theta, p: ItemParams, P):
     # W_k = P*_k (1 - P*_k) for k = 1..K-1, 0 at k = 0 and k = K
     x = p.a[None, :, None] * (theta[:, None, None] - p.b[None, :, :])
     with np.errstate(invalid="ignore", over="ignore"):
-        s = np.exp(_logsigmoid(x))
-        W = s * (1.0 - s)  # stable enough: W is tiny when s is near 0 or 1
-        W1 = W * (1.0 - 2.0 * s)
+        # W = sigma(x) sigma(-x), formed in log space: s * (1 - s) loses all relative
+        # precision once s rounds to 1 (x >~ 30), which zeroed the information there.
+        W = np.exp(_logsigmoid(x) + _logsigmoid(-x))
+        W1 = -W * np.tanh(0.5 * x)  # 1 - 2 sigma(x) = -tanh(x / 2)
     W = np.nan_to_num(W)
     W1 = np.nan_to_num(W1)
     T, N, m = x.shape

@@ -1,0 +1,227 @@
+"""CAT designs: the frozen policy of a CAT, as a plain JSON document.
+
+A design is the same JSON for the Python API, the CLI and the service. Every
+key is optional; omitted keys take the PROMIS defaults (EAP scoring, maximum
+Fisher information, start at the bank's start item, at least 4 and at most 12
+items, stop once SE ≤ 0.3). Unknown keys are an error.
+
+Keys (see ``docs/design.md`` for the full reference):
+
+``estimator``
+    ``"eap"`` (default), ``"map"``, ``"ml"`` or ``"wle"`` — the interim and final θ estimate.
+``selection``
+    ``"mfi"`` (default), ``"mpwi"``, ``"kl"``, ``"mepv"`` or ``"random"``.
+``start``
+    ``"auto"`` (default: the bank's start item if it names one, else ``"max_info"``),
+    ``"bank"`` (the bank's start item; an error if it has none) or ``"max_info"``
+    (the most informative item at the prior mean).
+``min_items`` / ``max_items``
+    4 / 12. ``max_items`` counts every question asked, declined ones included.
+``se_target``
+    0.3; stop once SE(θ) ≤ this (``null`` disables).
+``se_change``
+    ``null``; stop once SE changes by less than this between two answers.
+``classification``
+    ``null`` or ``{"threshold_t": 60, "confidence": 0.95}`` (or ``"threshold"`` on
+    the θ metric): stop once the confidence interval for θ lies wholly on one side.
+``screen_stop``
+    ``false``; stop after the first answer if it is the healthiest option.
+``prior``
+    ``{"mean": 0, "sd": 1}``, a normal prior on θ.
+``grid``
+    ``{"min": -6, "max": 6, "points": 81}``, the quadrature grid (also the ML/WLE search interval).
+``exposure``
+    ``{"method": "none"}``, ``{"method": "randomesque", "k": 5}`` or
+    ``{"method": "sympson_hetter"}`` (uses each item's ``exposure_k`` from the bank).
+``content_targets``
+    ``null`` or ``{"tag": proportion, ...}`` (Kingsbury–Zara content balancing).
+``exclude_items``
+    ``[]``, item ids never to offer (e.g. items excluded for a given patient).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import InvalidDesignError
+
+__all__ = ["Design", "ESTIMATORS", "SELECTIONS", "STARTS", "EXPOSURE_METHODS", "PROMIS_DEFAULT"]
+
+ESTIMATORS = ("eap", "map", "ml", "wle")
+SELECTIONS = ("mfi", "mpwi", "kl", "mepv", "random")
+STARTS = ("auto", "bank", "max_info")
+EXPOSURE_METHODS = ("none", "randomesque", "sympson_hetter")
+
+
+def _bad(msg, key):
+    return InvalidDesignError(msg, field=key)
+
+
+def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_open=False):
+    v = d[key]
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _bad(f"design key {key!r} must be a {'whole ' if integer else ''}number"
+                   f"{' or null' if allow_none else ''}, got {v!r}", key)
+    if integer:
+        if float(v) != int(v):
+            raise _bad(f"design key {key!r} must be a whole number, got {v!r}", key)
+        v = int(v)
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise _bad(f"design key {key!r} must be {'>' if lo_open else '>='} {lo}, got {v!r}", key)
+    if hi is not None and v > hi:
+        raise _bad(f"design key {key!r} must be <= {hi}, got {v!r}", key)
+    return v
+
+
+@dataclass(frozen=True)
+class Design:
+    """A validated CAT design. Build with :meth:`from_dict`; see the module docstring for keys."""
+
+    estimator: str = "eap"
+    selection: str = "mfi"
+    start: str = "auto"
+    min_items: int = 4
+    max_items: int = 12
+    se_target: float | None = 0.3
+    se_change: float | None = None
+    classification: dict | None = None
+    screen_stop: bool = False
+    prior: dict = field(default_factory=lambda: {"mean": 0.0, "sd": 1.0})
+    grid: dict = field(default_factory=lambda: {"min": -6.0, "max": 6.0, "points": 81})
+    exposure: dict = field(default_factory=lambda: {"method": "none"})
+    content_targets: dict | None = None
+    exclude_items: tuple = ()
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides) -> "Design":
+        """Validate a design document; omitted keys take the PROMIS defaults."""
+        if isinstance(d, Design):
+            d = d.to_dict()
+        d = dict(d or {})
+        d.update(overrides)
+        if not isinstance(d, dict):
+            raise _bad("a design must be a JSON object", "design")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise _bad(f"unknown design key {unknown[0]!r}; allowed keys are {sorted(names)}", unknown[0])
+        out = {}
+        for key, allowed in (("estimator", ESTIMATORS), ("selection", SELECTIONS), ("start", STARTS)):
+            if key in d:
+                v = d[key]
+                if not isinstance(v, str) or v.lower() not in allowed:
+                    raise _bad(f"design key {key!r} must be one of {list(allowed)}, got {v!r}", key)
+                out[key] = v.lower()
+        if "min_items" in d:
+            out["min_items"] = _number(d, "min_items", lo=0, hi=10000, integer=True)
+        if "max_items" in d:
+            out["max_items"] = _number(d, "max_items", lo=1, hi=10000, integer=True)
+        if out.get("min_items", 4) > out.get("max_items", 12):
+            raise _bad(f"min_items ({out.get('min_items', 4)}) must not exceed max_items ({out.get('max_items', 12)})",
+                       "min_items")
+        if "se_target" in d:
+            out["se_target"] = _number(d, "se_target", lo=0, lo_open=True, allow_none=True)
+        if "se_change" in d:
+            out["se_change"] = _number(d, "se_change", lo=0, lo_open=True, allow_none=True)
+        if "screen_stop" in d:
+            if not isinstance(d["screen_stop"], bool):
+                raise _bad(f"design key 'screen_stop' must be true or false, got {d['screen_stop']!r}", "screen_stop")
+            out["screen_stop"] = d["screen_stop"]
+        if "classification" in d and d["classification"] is not None:
+            c = d["classification"]
+            if not isinstance(c, dict):
+                raise _bad("design key 'classification' must be an object like {\"threshold_t\": 60, \"confidence\": 0.95}",
+                           "classification")
+            bad = set(c) - {"threshold", "threshold_t", "confidence"}
+            if bad:
+                raise _bad(f"unknown key classification.{sorted(bad)[0]}; allowed: threshold, threshold_t, confidence",
+                           "classification")
+            if ("threshold" in c) == ("threshold_t" in c):
+                raise _bad("classification needs exactly one of 'threshold' (θ metric) or 'threshold_t' (T-score metric)",
+                           "classification")
+            key = "threshold" if "threshold" in c else "threshold_t"
+            cc = {key: _number(c, key)}
+            cc["confidence"] = _number(c, "confidence", lo=0.5, hi=0.9999) if "confidence" in c else 0.95
+            out["classification"] = cc
+        if "prior" in d:
+            p = d["prior"]
+            if not isinstance(p, dict) or set(p) - {"mean", "sd"}:
+                raise _bad("design key 'prior' must be an object {\"mean\": m, \"sd\": s}", "prior")
+            out["prior"] = {"mean": float(_number(p, "mean")) if "mean" in p else 0.0,
+                            "sd": float(_number(p, "sd", lo=0, lo_open=True)) if "sd" in p else 1.0}
+        if "grid" in d:
+            g = d["grid"]
+            if not isinstance(g, dict) or set(g) - {"min", "max", "points"}:
+                raise _bad("design key 'grid' must be an object {\"min\": -6, \"max\": 6, \"points\": 81}", "grid")
+            gg = {"min": float(_number(g, "min", lo=-20, hi=20)) if "min" in g else -6.0,
+                  "max": float(_number(g, "max", lo=-20, hi=20)) if "max" in g else 6.0,
+                  "points": _number(g, "points", lo=5, hi=2001, integer=True) if "points" in g else 81}
+            if gg["max"] <= gg["min"]:
+                raise _bad(f"grid.max ({gg['max']}) must exceed grid.min ({gg['min']})", "grid")
+            out["grid"] = gg
+        if "exposure" in d:
+            e = d["exposure"]
+            if not isinstance(e, dict) or set(e) - {"method", "k"}:
+                raise _bad("design key 'exposure' must be an object {\"method\": ..., \"k\": ...}", "exposure")
+            m = e.get("method", "none")
+            if m not in EXPOSURE_METHODS:
+                raise _bad(f"exposure.method must be one of {list(EXPOSURE_METHODS)}, got {m!r}", "exposure")
+            ee = {"method": m}
+            if m == "randomesque":
+                ee["k"] = _number(e, "k", lo=1, hi=1000, integer=True) if "k" in e else 5
+            elif "k" in e:
+                raise _bad("exposure.k applies only to the randomesque method", "exposure")
+            out["exposure"] = ee
+        if "content_targets" in d and d["content_targets"] is not None:
+            ct = d["content_targets"]
+            if not isinstance(ct, dict) or not ct:
+                raise _bad("design key 'content_targets' must be a non-empty object {\"tag\": proportion}", "content_targets")
+            cc = {}
+            for tag, prop in ct.items():
+                cc[str(tag)] = float(_number(ct, tag, lo=0, hi=1))
+            if abs(sum(cc.values()) - 1.0) > 1e-6:
+                raise _bad(f"content_targets proportions must sum to 1, got {sum(cc.values()):.4g}", "content_targets")
+            out["content_targets"] = cc
+        if "exclude_items" in d:
+            ex = d["exclude_items"]
+            if not isinstance(ex, (list, tuple)) or any(not isinstance(x, str) for x in ex):
+                raise _bad("design key 'exclude_items' must be a list of item ids", "exclude_items")
+            out["exclude_items"] = tuple(ex)
+        return cls(**out)
+
+    def to_dict(self) -> dict:
+        """The complete design document (every key, defaults filled in)."""
+        return {
+            "estimator": self.estimator, "selection": self.selection, "start": self.start,
+            "min_items": self.min_items, "max_items": self.max_items, "se_target": self.se_target,
+            "se_change": self.se_change,
+            "classification": dict(self.classification) if self.classification else None,
+            "screen_stop": self.screen_stop, "prior": dict(self.prior), "grid": dict(self.grid),
+            "exposure": dict(self.exposure),
+            "content_targets": dict(self.content_targets) if self.content_targets else None,
+            "exclude_items": list(self.exclude_items),
+        }
+
+    def merged(self, overrides: Mapping[str, Any] | None) -> "Design":
+        """A new design with some keys replaced (validated again)."""
+        if not overrides:
+            return self
+        d = self.to_dict()
+        d.update(overrides)
+        return Design.from_dict(d)
+
+    def grid_theta(self) -> np.ndarray:
+        return np.linspace(self.grid["min"], self.grid["max"], self.grid["points"])
+
+    def log_prior(self, theta: np.ndarray) -> np.ndarray:
+        z = (theta - self.prior["mean"]) / self.prior["sd"]
+        return -0.5 * z * z
+
+
+PROMIS_DEFAULT = Design()

@@ -1,0 +1,465 @@
+"""CAT sessions and batteries: the only mutable objects of the engine.
+
+A :class:`CatSession` is fully determined by its bank, its design, its seed
+and its append-only response log; the posterior is a cache. ``to_dict()``
+gives that state as plain JSON and :meth:`CatSession.from_dict` rebuilds an
+identical session (same estimates, same next item, same random state) by
+replaying the log, which is how the service runs stateless workers.
+
+The session is driven from outside::
+
+    s = CatSession(bank)
+    while not s.finished:
+        item = s.current_item
+        s.answer(item.id, ask_patient(item))   # or s.decline(item.id)
+    s.result()
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import scoring, selection, stopping
+from .bank import Item, ItemBank
+from .design import Design
+from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
+                     SessionFinishedError, UnknownItemError)
+
+__all__ = ["CatSession", "Battery", "Step"]
+
+
+class Step:
+    """What an answer produced: the next item, or the finished result.
+
+    Attributes: ``finished``, ``next_item`` (Item or None), ``theta``, ``se``,
+    ``t_score``, ``stop_reason`` (None until finished), ``bank_id`` (of the
+    session that took the answer), ``domain_finished`` (that session stopped).
+    """
+
+    __slots__ = ("finished", "next_item", "theta", "se", "t_score", "stop_reason", "bank_id", "domain_finished")
+
+    def __init__(self, finished, next_item, theta, se, t_score, stop_reason, bank_id, domain_finished):
+        self.finished = finished
+        self.next_item = next_item
+        self.theta = theta
+        self.se = se
+        self.t_score = t_score
+        self.stop_reason = stop_reason
+        self.bank_id = bank_id
+        self.domain_finished = domain_finished
+
+    def __repr__(self):
+        nxt = self.next_item.id if self.next_item is not None else None
+        return (f"Step(finished={self.finished}, next_item={nxt!r}, theta={self.theta:.3f}, se={self.se:.3f}, "
+                f"stop_reason={self.stop_reason!r})")
+
+
+def _new_seed() -> int:
+    return secrets.randbits(63)
+
+
+class CatSession:
+    """One adaptive sitting on one bank.
+
+    Parameters
+    ----------
+    bank : ItemBank
+    design : Design, dict or None
+        The CAT policy; ``None`` is the PROMIS default (see :mod:`cat_prom.design`).
+    seed : int, optional
+        Seed of the session's random generator (exposure control, random
+        selection). Drawn at random and recorded when omitted, so that replay
+        is always exact.
+    exclude : sequence of str
+        Item ids never to offer to this patient (added to the design's ``exclude_items``).
+    """
+
+    def __init__(self, bank: ItemBank, design: Design | Mapping | None = None, *, seed: int | None = None,
+                 exclude: Sequence[str] = ()):
+        if not isinstance(design, Design):
+            design = Design.from_dict(design)
+        self.bank = bank
+        self.design = design
+        self.seed = int(seed) if seed is not None else _new_seed()
+        self.exclude = tuple(exclude)
+        self._rng = np.random.default_rng(self.seed)
+        theta = design.grid_theta()
+        self._tables = bank.grid(theta)
+        self._theta_grid = theta
+        self._theta_sq = theta * theta
+        self._log_post = design.log_prior(theta)
+        self._estimator = design.estimator
+        self._sel = design.selection
+        self._exposure = design.exposure["method"]
+        self._k = design.exposure.get("k", 5)
+        n = bank.n_items
+        self._eligible = np.ones(n, dtype=bool)
+        self._penalty = np.zeros(n)  # 0 for eligible items, -inf for the rest (MFI fast path)
+        self._withdrawn = np.zeros(n, dtype=bool)
+        for iid in tuple(design.exclude_items) + self.exclude:
+            j = bank.index(iid)
+            self._block(j)
+        self._answered_cats = np.full(n, -1, dtype=np.intp)
+        self._status: dict[int, str] = {}
+        self._order: list[int] = []
+        self.log: list[dict] = []
+        self._n_answered = 0
+        self._se_prev = None
+        self.finished = False
+        self.stop_reason: str | None = None
+        self.stop_detail = ""
+        self._posterior = None
+        self._set_estimate()
+        # content balancing
+        self._tags = None
+        if design.content_targets:
+            tags = list(design.content_targets)
+            self._tags = tags
+            self._tag_targets = np.array([design.content_targets[t] for t in tags])
+            self._tag_members = np.array([[t in it.content for it in bank.items] for t in tags])
+            self._tag_counts = np.zeros(len(tags))
+        self._current = self._first_item()
+        if self._current < 0:
+            self._finish("bank_exhausted", "no eligible item in the bank")
+
+    # ----------------------------------------------------------- internals
+    def _block(self, j: int) -> None:
+        self._eligible[j] = False
+        self._penalty[j] = -np.inf
+
+    def _set_estimate(self) -> None:
+        lp = self._log_post
+        w = np.exp(lp - lp.max())
+        w /= w.sum()
+        self._posterior = w
+        if self._estimator == "eap" or self._n_answered == 0:
+            m = float(w @ self._theta_grid)
+            v = float(w @ self._theta_sq) - m * m
+            self.theta = m
+            self.se = v ** 0.5 if v > 0 else 0.0
+            self.flag = ""
+            if self._estimator != "eap" and self._n_answered == 0:
+                self.theta, self.se = self.design.prior["mean"], self.design.prior["sd"]
+        else:
+            self._modal_estimate()
+
+    def _modal_estimate(self) -> None:
+        idx = [j for j in self._order if self._status[j] == "answered"]
+        x = np.full((1, len(idx)), np.nan)
+        x[0, :] = self._answered_cats[idx]
+        sub = self.bank.params
+        from .irt import ItemParams
+        params = ItemParams(a=sub.a[idx], b=sub.b[idx], is_gpcm=sub.is_gpcm[idx], n_cat=sub.n_cat[idx])
+        g = self.design.grid
+        res = scoring.score(x, params, self._estimator, grid=(g["min"], g["max"], g["points"]),
+                            prior=(self.design.prior["mean"], self.design.prior["sd"]))
+        self.theta = float(res.theta[0])
+        se = float(res.se[0])
+        self.se = se if np.isfinite(se) else float(self.design.grid["max"] - self.design.grid["min"])
+        self.flag = res.flags[0]
+
+    def _eligible_now(self) -> np.ndarray:
+        elig = self._eligible
+        if self._exposure == "sympson_hetter" and self._withdrawn.any():
+            elig = elig & ~self._withdrawn
+        if self._tags is not None:
+            n_given = max(len(self._order), 1)
+            deficit = self._tag_targets - self._tag_counts / n_given
+            for t in np.argsort(-deficit, kind="stable"):
+                cand = elig & self._tag_members[t]
+                if cand.any():
+                    return cand
+        return elig
+
+    def _first_item(self) -> int:
+        start = self.design.start
+        if start in ("auto", "bank") and self.bank.start_item is not None:
+            j = self.bank.index(self.bank.start_item)
+            if self._eligible[j]:
+                return j
+        elif start == "bank":
+            raise InvalidDesignError(f"design start 'bank' needs a start item, but bank {self.bank.id!r} names none; "
+                                     f"use start 'max_info'", field="start")
+        return self._select(first=True)
+
+    def _select(self, first: bool = False) -> int:
+        sel = self._sel
+        if sel == "mfi" or (first and sel != "random"):
+            theta = self.theta if not first else self.design.prior["mean"]
+            scores = self._tables.info_at(theta)
+            if self._exposure == "none" and self._tags is None:
+                # fast path: one vector add and an argmax
+                s = scores + self._penalty
+                j = int(np.argmax(s))
+                return j if s[j] > -np.inf else -1
+        elif sel == "random":
+            scores = None
+        else:
+            scores = selection.criterion(sel, self._tables, self.theta, self._posterior)
+            if self._exposure == "none" and self._tags is None:
+                s = scores + self._penalty
+                j = int(np.argmax(s))
+                return j if s[j] > -np.inf else -1
+        method = "random" if sel == "random" else self._exposure
+        return selection.choose(scores, self._eligible_now(), self._rng, method=method, k=self._k,
+                                exposure_k=self.bank.exposure_k, withdrawn=self._withdrawn)
+
+    def _finish(self, reason: str, detail: str) -> None:
+        self.finished = True
+        self.stop_reason = reason
+        self.stop_detail = detail
+        self._current = -1
+
+    def _guard(self, item_id: str) -> int:
+        if self.finished:
+            raise SessionFinishedError(f"session on bank {self.bank.id!r} has finished ({self.stop_reason}); "
+                                       f"it takes no further answers", stop_reason=self.stop_reason)
+        cur = self._current
+        if cur >= 0 and self.bank.ids[cur] == item_id:
+            return cur
+        j = self.bank.index(item_id)  # raises UnknownItemError
+        if j in self._status:
+            raise ItemAlreadyAnsweredError(f"item {item_id!r} was already {self._status[j]} in this session",
+                                           item_id=item_id)
+        raise ItemNotOfferedError(f"item {item_id!r} is not the question being offered "
+                                  f"(the current question is {self.bank.ids[cur]!r})", item_id=item_id,
+                                  current_item=self.bank.ids[cur])
+
+    def _after(self, j: int, healthy: bool) -> Step:
+        self._order.append(j)
+        self._block(j)
+        if self.bank.has_enemies:
+            for e in np.flatnonzero(self.bank.enemy_matrix[j]):
+                self._block(int(e))
+        if self._tags is not None:
+            self._tag_counts += self._tag_members[:, j]
+        n_asked = len(self._order)
+        d = stopping.check(self.design, n_asked=n_asked, n_answered=self._n_answered, theta=self.theta, se=self.se,
+                           se_prev=self._se_prev, first_healthy=healthy, n_eligible=1,
+                           t_mean=self.bank.t_mean, t_sd=self.bank.t_sd)
+        if d.stop:
+            self._finish(d.reason, d.detail)
+        else:
+            nxt = self._select()
+            if nxt < 0:
+                self._finish("bank_exhausted", "no eligible item left in the bank")
+            else:
+                self._current = nxt
+        return Step(self.finished, None if self.finished else self.bank.items[self._current], self.theta, self.se,
+                    self.bank.t_mean + self.bank.t_sd * self.theta, self.stop_reason, self.bank.id, self.finished)
+
+    # ------------------------------------------------------------ public API
+    @property
+    def current_item(self) -> Item | None:
+        """The item being offered now; ``None`` once the session has finished."""
+        return None if self._current < 0 else self.bank.items[self._current]
+
+    @property
+    def n_answered(self) -> int:
+        return self._n_answered
+
+    @property
+    def n_asked(self) -> int:
+        return len(self._order)
+
+    @property
+    def t_score(self) -> float:
+        return self.bank.t_mean + self.bank.t_sd * self.theta
+
+    @property
+    def t_se(self) -> float:
+        return self.bank.t_sd * self.se
+
+    @property
+    def posterior(self) -> np.ndarray:
+        """Normalised posterior weights on the design's grid, shape (n_points,)."""
+        return self._posterior
+
+    def answer(self, item_id: str, value: Any) -> Step:
+        """Record the patient's response ``value`` to the offered item and move on."""
+        j = self._guard(item_id)
+        k = self.bank.category(j, value)  # raises ValueOutOfRangeError
+        self._log_post = self._log_post + self._tables.log_p[:, j, k]
+        self._answered_cats[j] = k
+        self._status[j] = "answered"
+        self._n_answered += 1
+        se_prev = self.se if self._n_answered > 1 else None
+        self._set_estimate()
+        self._se_prev = se_prev
+        self.log.append({"item_id": item_id, "value": value})
+        return self._after(j, k == self.bank.healthiest_category(j))
+
+    def decline(self, item_id: str) -> Step:
+        """Record that the patient declined the offered item; it is not asked again and counts as missing."""
+        j = self._guard(item_id)
+        self._status[j] = "declined"
+        self._se_prev = None
+        self.log.append({"item_id": item_id, "declined": True})
+        return self._after(j, False)
+
+    def result(self) -> dict:
+        """Scores and provenance of the sitting so far (final once ``finished``)."""
+        t = self.t_score
+        return {
+            "bank_id": self.bank.id,
+            "bank_version": self.bank.version,
+            "domain": self.bank.domain,
+            "direction": self.bank.direction,
+            "finished": self.finished,
+            "theta": self.theta,
+            "se": self.se,
+            "t_score": t,
+            "t_se": self.t_se,
+            "band": self.bank.band(t),
+            "stop_reason": self.stop_reason,
+            "stop_detail": self.stop_detail,
+            "estimator": self._estimator,
+            "flag": self.flag,
+            "n_answered": self._n_answered,
+            "n_declined": len(self._order) - self._n_answered,
+            "items": [
+                {"item_id": self.bank.ids[j], "status": self._status[j],
+                 "value": self.bank.items[j].values[self._answered_cats[j]] if self._status[j] == "answered" else None}
+                for j in self._order
+            ],
+        }
+
+    def to_dict(self) -> dict:
+        """The session's complete state as plain JSON: bank, design, seed and response log."""
+        return {
+            "bank_id": self.bank.id,
+            "bank_hash": self.bank.content_hash,
+            "design": self.design.to_dict(),
+            "seed": self.seed,
+            "exclude": list(self.exclude),
+            "log": [dict(e) for e in self.log],
+        }
+
+    @classmethod
+    def from_dict(cls, bank: ItemBank, d: Mapping[str, Any], *, check_hash: bool = True) -> "CatSession":
+        """Rebuild a session by replaying its response log on ``bank``."""
+        if d.get("bank_id") not in (None, bank.id):
+            raise CatPromError(f"session was run on bank {d.get('bank_id')!r}, not {bank.id!r}")
+        if check_hash and d.get("bank_hash") and d["bank_hash"] != bank.content_hash:
+            raise CatPromError(f"session was run on another version of bank {bank.id!r} "
+                               f"({d['bank_hash']}, now {bank.content_hash}); it cannot be replayed exactly")
+        s = cls(bank, d.get("design"), seed=d["seed"], exclude=d.get("exclude", ()))
+        for e in d.get("log", ()):
+            s.replay(e)
+        return s
+
+    def replay(self, entry: Mapping[str, Any]) -> Step:
+        """Apply one log entry (``{"item_id", "value"}`` or ``{"item_id", "declined": true}``)."""
+        if entry.get("declined"):
+            return self.decline(entry["item_id"])
+        return self.answer(entry["item_id"], entry["value"])
+
+
+class Battery:
+    """Several banks in one sitting, each with its own design, reported per domain.
+
+    Parameters
+    ----------
+    entries : sequence of (ItemBank, Design | dict | None)
+        The domains in the order they are administered.
+    seed : int, optional
+        Master seed; each domain's seed derives from it.
+    exclude : sequence of str
+        Item ids to exclude, in whichever bank they occur.
+    """
+
+    def __init__(self, entries: Sequence[tuple], *, seed: int | None = None, exclude: Sequence[str] = (),
+                 id: str | None = None):
+        if not entries:
+            raise InvalidDesignError("a battery needs at least one bank", field="banks")
+        self.id = id
+        self.seed = int(seed) if seed is not None else _new_seed()
+        self.exclude = tuple(exclude)
+        seeds = [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))
+                 for s in np.random.SeedSequence(self.seed).spawn(len(entries))]
+        ids = [b.id for b, _ in entries]
+        if len(set(ids)) != len(ids):
+            raise InvalidDesignError(f"a bank appears twice in the battery: {ids}", field="banks")
+        self.sessions: list[CatSession] = []
+        for (bank, design), sd in zip(entries, seeds):
+            ex = [x for x in self.exclude if x in bank._index]
+            self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex))
+        self.domain_index = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.domain_index < len(self.sessions) and self.sessions[self.domain_index].finished:
+            self.domain_index += 1
+
+    @property
+    def finished(self) -> bool:
+        return self.domain_index >= len(self.sessions)
+
+    @property
+    def current_session(self) -> CatSession | None:
+        return None if self.finished else self.sessions[self.domain_index]
+
+    @property
+    def current_item(self) -> Item | None:
+        s = self.current_session
+        return None if s is None else s.current_item
+
+    @property
+    def current_bank(self) -> ItemBank | None:
+        s = self.current_session
+        return None if s is None else s.bank
+
+    @property
+    def position(self) -> int:
+        """1-based number of the question now offered in the whole sitting (total asked + 1)."""
+        return sum(s.n_asked for s in self.sessions) + (0 if self.finished else 1)
+
+    def _session_for(self, item_id: str) -> CatSession:
+        if self.finished:
+            raise SessionFinishedError("the battery has finished; it takes no further answers")
+        return self.sessions[self.domain_index]
+
+    def answer(self, item_id: str, value: Any) -> Step:
+        s = self._session_for(item_id)
+        step = s.answer(item_id, value)
+        return self._step(step)
+
+    def decline(self, item_id: str) -> Step:
+        s = self._session_for(item_id)
+        return self._step(s.decline(item_id))
+
+    def _step(self, step: Step) -> Step:
+        self._advance()
+        if self.finished:
+            return Step(True, None, step.theta, step.se, step.t_score, step.stop_reason, step.bank_id, True)
+        return Step(False, self.current_item, step.theta, step.se, step.t_score, step.stop_reason, step.bank_id,
+                    step.domain_finished)
+
+    def results(self) -> list[dict]:
+        """One result dict per domain, in administration order."""
+        return [s.result() for s in self.sessions]
+
+    def to_dict(self) -> dict:
+        return {"battery_id": self.id, "seed": self.seed, "exclude": list(self.exclude),
+                "sessions": [s.to_dict() for s in self.sessions]}
+
+    @classmethod
+    def from_dict(cls, banks: Mapping[str, ItemBank], d: Mapping[str, Any]) -> "Battery":
+        """Rebuild a battery from :meth:`to_dict` output; ``banks`` maps bank id to bank."""
+        entries = []
+        for sd in d["sessions"]:
+            if sd["bank_id"] not in banks:
+                raise CatPromError(f"bank {sd['bank_id']!r} of this battery is not loaded")
+            entries.append((banks[sd["bank_id"]], sd.get("design")))
+        b = cls(entries, seed=d["seed"], exclude=d.get("exclude", ()), id=d.get("battery_id"))
+        for s, sd in zip(b.sessions, d["sessions"]):
+            if sd.get("bank_hash") and sd["bank_hash"] != s.bank.content_hash:
+                raise CatPromError(f"battery was run on another version of bank {s.bank.id!r}; it cannot be replayed")
+        # replay in the order answers were given: domain by domain
+        for s, sd in zip(b.sessions, d["sessions"]):
+            for e in sd.get("log", ()):
+                s.replay(e)
+        b._advance()
+        return b
