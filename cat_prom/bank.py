@@ -96,7 +96,7 @@ class GridTables:
 
     def __init__(self, bank: "ItemBank", theta: np.ndarray):
         self.theta = theta
-        params = bank.params
+        self.params = params = bank.params
         self.log_p = irt.log_probabilities(theta, params)
         self.p = np.exp(self.log_p)
         self.p_flat = self.p.reshape(theta.shape[0], -1)
@@ -108,6 +108,7 @@ class GridTables:
         self.fine_info = np.ascontiguousarray(irt.information(self.fine_theta, params))
         self.theta_sq = theta * theta
         # log P with padded categories at a large negative finite value, for KL sums
+        self.valid = np.arange(params.kmax)[None, :] < params.n_cat[:, None]  # (N, K) real categories
         self.log_p_finite = np.where(np.isfinite(self.log_p), self.log_p, -745.0)
 
     def info_at(self, theta: float) -> np.ndarray:
@@ -235,15 +236,16 @@ class ItemBank:
     def category(self, index: int, value) -> int:
         """The 0-based category of response ``value`` to item ``index``."""
         it = self.items[index]
-        if isinstance(value, (bool, np.bool_)):
-            value = None
-        elif isinstance(value, numbers.Integral):  # numpy integers are not int subclasses
-            value = int(value)
+        key = value  # the value as looked up; `value` itself is kept for the error message
+        if isinstance(key, (bool, np.bool_)):
+            key = None
+        elif isinstance(key, numbers.Integral):  # numpy integers are not int subclasses
+            key = int(key)
         k = None
-        if isinstance(value, (int, float, str)):
-            k = self._value_maps[index].get(value)
-            if k is None and isinstance(value, float) and value.is_integer():
-                k = self._value_maps[index].get(int(value))
+        if isinstance(key, (int, float, str)):
+            k = self._value_maps[index].get(key)
+            if k is None and isinstance(key, float) and key.is_integer():
+                k = self._value_maps[index].get(int(key))
         if k is None:
             allowed = ", ".join(repr(v) for v in it.values)
             raise ValueOutOfRangeError(

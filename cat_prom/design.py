@@ -60,8 +60,10 @@ def _bad(msg, key):
     return InvalidDesignError(msg, field=key)
 
 
-def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_open=False):
+def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_open=False, prefix=""):
+    # prefix names the enclosing object ("prior."), so messages say 'prior.sd', not 'sd'
     v = d[key]
+    key = prefix + str(key)
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -146,22 +148,22 @@ class Design:
                 raise _bad("classification needs exactly one of 'threshold' (θ metric) or 'threshold_t' (T-score metric)",
                            "classification")
             key = "threshold" if "threshold" in c else "threshold_t"
-            cc = {key: _number(c, key)}
-            cc["confidence"] = _number(c, "confidence", lo=0.5, hi=0.9999) if "confidence" in c else 0.95
+            cc = {key: _number(c, key, prefix="classification.")}
+            cc["confidence"] = _number(c, "confidence", lo=0.5, hi=0.9999, prefix="classification.") if "confidence" in c else 0.95
             out["classification"] = cc
         if "prior" in d:
             p = d["prior"]
             if not isinstance(p, dict) or set(p) - {"mean", "sd"}:
                 raise _bad("design key 'prior' must be an object {\"mean\": m, \"sd\": s}", "prior")
-            out["prior"] = {"mean": float(_number(p, "mean")) if "mean" in p else 0.0,
-                            "sd": float(_number(p, "sd", lo=0, lo_open=True)) if "sd" in p else 1.0}
+            out["prior"] = {"mean": float(_number(p, "mean", prefix="prior.")) if "mean" in p else 0.0,
+                            "sd": float(_number(p, "sd", lo=0, lo_open=True, prefix="prior.")) if "sd" in p else 1.0}
         if "grid" in d:
             g = d["grid"]
             if not isinstance(g, dict) or set(g) - {"min", "max", "points"}:
                 raise _bad("design key 'grid' must be an object {\"min\": -6, \"max\": 6, \"points\": 81}", "grid")
-            gg = {"min": float(_number(g, "min", lo=-20, hi=20)) if "min" in g else -6.0,
-                  "max": float(_number(g, "max", lo=-20, hi=20)) if "max" in g else 6.0,
-                  "points": _number(g, "points", lo=5, hi=2001, integer=True) if "points" in g else 81}
+            gg = {"min": float(_number(g, "min", lo=-20, hi=20, prefix="grid.")) if "min" in g else -6.0,
+                  "max": float(_number(g, "max", lo=-20, hi=20, prefix="grid.")) if "max" in g else 6.0,
+                  "points": _number(g, "points", lo=5, hi=2001, integer=True, prefix="grid.") if "points" in g else 81}
             if gg["max"] <= gg["min"]:
                 raise _bad(f"grid.max ({gg['max']}) must exceed grid.min ({gg['min']})", "grid")
             out["grid"] = gg
@@ -174,7 +176,7 @@ class Design:
                 raise _bad(f"exposure.method must be one of {list(EXPOSURE_METHODS)}, got {m!r}", "exposure")
             ee = {"method": m}
             if m == "randomesque":
-                ee["k"] = _number(e, "k", lo=1, hi=1000, integer=True) if "k" in e else 5
+                ee["k"] = _number(e, "k", lo=1, hi=1000, integer=True, prefix="exposure.") if "k" in e else 5
             elif "k" in e:
                 raise _bad("exposure.k applies only to the randomesque method", "exposure")
             out["exposure"] = ee
@@ -184,7 +186,7 @@ class Design:
                 raise _bad("design key 'content_targets' must be a non-empty object {\"tag\": proportion}", "content_targets")
             cc = {}
             for tag, prop in ct.items():
-                cc[str(tag)] = float(_number(ct, tag, lo=0, hi=1))
+                cc[str(tag)] = float(_number(ct, tag, lo=0, hi=1, prefix="content_targets."))
             if abs(sum(cc.values()) - 1.0) > 1e-6:
                 raise _bad(f"content_targets proportions must sum to 1, got {sum(cc.values()):.4g}", "content_targets")
             out["content_targets"] = cc

@@ -153,10 +153,15 @@ def _grm_logp(theta, p: ItemParams):
         out[..., 1:] = np.where(top[None], top_val, -np.inf)
         if m > 1:
             xa, xb = x[..., :-1], x[..., 1:]
-            mid_val = _logsinh_pos(0.5 * (xa - xb)) - _LOG2 - _logcosh(0.5 * xa) - _logcosh(0.5 * xb)
+            # (xa - xb) / 2 = a (b_{k+1} - b_k) / 2, taken from the thresholds directly: forming it from
+            # xa - xb cancels (|x| ~ 100 at the extremes) and gave log P = -inf for distinct close thresholds
+            h = 0.5 * p.a[None, :, None] * (p.b[None, :, 1:] - p.b[None, :, :-1])
+            mid_val = _logsinh_pos(h) - _LOG2 - _logcosh(0.5 * xa) - _logcosh(0.5 * xb)
             mid_val = np.where(mid[None, :, :-1], mid_val, -np.inf)
             out[..., 1:m] = np.where(mid[None, :, :-1], mid_val, out[..., 1:m])
-    return out
+    # the middle-category formula cancels terms of size |a (theta - b)| (up to ~100 here), which can
+    # leave log P a few ulps above 0, i.e. P = 1 + 7e-15; a log-probability is never positive
+    return np.minimum(out, 0.0)
 
 
 def _gpcm_logp(theta, p: ItemParams):

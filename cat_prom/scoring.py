@@ -152,33 +152,37 @@ def _pattern_derivs(theta, p, xi, ans, need_j=False):
 def _solve(fun, lo, hi, x0, n_iter=100, tol=1e-10):
     """Vectorised safeguarded Newton/bisection for decreasing functions on [lo, hi].
 
-    ``fun(x) -> (g, slope)``. Returns root (clipped to bounds) and flags
-    -1 (g(lo) <= 0: root at or below lo), +1 (g(hi) >= 0), 0 (interior).
+    ``fun(x, rows) -> (g, slope)`` evaluates the persons ``rows`` at ``x``
+    (same length). Returns the root (clipped to bounds) and flags -1
+    (g(lo) <= 0: root at or below lo), +1 (g(hi) >= 0), 0 (interior). Only
+    persons not yet converged are evaluated at each iteration.
     """
     n = x0.shape[0]
+    every = np.arange(n)
     a = np.full(n, lo)
     b = np.full(n, hi)
-    ga, _ = fun(a)
-    gb, _ = fun(b)
+    ga, _ = fun(a, every)
+    gb, _ = fun(b, every)
     flag = np.zeros(n, dtype=int)
     flag[ga <= 0] = -1
     flag[(gb >= 0) & (flag == 0)] = 1
-    x = np.clip(x0, lo, hi)
-    active = flag == 0
+    x = np.clip(np.asarray(x0, dtype=float), lo, hi)
+    rows = np.flatnonzero(flag == 0)
     for _ in range(n_iter):
-        if not active.any():
+        if rows.size == 0:
             break
-        g, slope = fun(x)
+        xr, ar, br = x[rows], a[rows], b[rows]
+        g, slope = fun(xr, rows)
         # keep the bracket: g decreasing, so g > 0 means the root is to the right
-        a = np.where(active & (g > 0), x, a)
-        b = np.where(active & (g <= 0), x, b)
+        ar = np.where(g > 0, xr, ar)
+        br = np.where(g <= 0, xr, br)
         with np.errstate(divide="ignore", invalid="ignore"):
-            newton = x - g / slope
-        ok = np.isfinite(newton) & (newton > a) & (newton < b) & (slope < 0)
-        x_new = np.where(ok, newton, 0.5 * (a + b))
-        done = (np.abs(x_new - x) < tol) | (b - a < tol)
-        x = np.where(active, x_new, x)
-        active &= ~done
+            newton = xr - g / slope
+        ok = np.isfinite(newton) & (newton > ar) & (newton < br) & (slope < 0)
+        x_new = np.where(ok, newton, 0.5 * (ar + br))
+        done = (np.abs(x_new - xr) < tol) | (br - ar < tol)
+        x[rows], a[rows], b[rows] = x_new, ar, br
+        rows = rows[~done]
     x = np.where(flag == -1, lo, np.where(flag == 1, hi, x))
     return x, flag
 
@@ -190,8 +194,8 @@ def _modal(responses, params, method, *, bounds=(-6.0, 6.0), prior=(0.0, 1.0)) -
     start = eap(responses, p, grid=(lo, hi, 81), prior=prior if method == "map" else (0.0, 2.0)).theta
     inv_var = 1.0 / prior[1] ** 2
 
-    def fun(th):
-        g, I, J = _pattern_derivs(th, p, xi, ans, need_j=(method == "wle"))
+    def fun(th, rows):
+        g, I, J = _pattern_derivs(th, p, xi[rows], ans[rows], need_j=(method == "wle"))
         if method == "map":
             return g - (th - prior[0]) * inv_var, -(I + inv_var)
         if method == "ml":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import irt
 from .bank import GridTables
 
 __all__ = ["criterion", "mfi", "mpwi", "kl", "mepv", "choose"]
@@ -44,13 +45,9 @@ def mpwi(tables: GridTables, theta_hat: float, posterior: np.ndarray) -> np.ndar
 
 def kl(tables: GridTables, theta_hat: float, posterior: np.ndarray) -> np.ndarray:
     """Posterior-weighted Kullback–Leibler information at ``theta_hat``; shape (n_items,)."""
-    # P and log P at theta_hat by interpolation between the two nearest nodes
-    th = tables.theta
-    x = np.clip((theta_hat - th[0]) / (th[1] - th[0]), 0, th.shape[0] - 1)
-    j = min(int(x), th.shape[0] - 2)
-    w = x - j
-    lp_hat = tables.log_p_finite[j] * (1 - w) + tables.log_p_finite[j + 1] * w  # (N, K)
-    p_hat = np.exp(lp_hat) * (tables.p[j] > 0)
+    # P and log P at theta_hat exactly (one evaluation of the model), as catR's KLP does
+    lp_hat = np.maximum(irt.log_probabilities(np.array([theta_hat]), tables.params)[0], -745.0)  # (N, K)
+    p_hat = np.where(tables.valid, np.exp(lp_hat), 0.0)
     expected_lp = np.tensordot(posterior, tables.log_p_finite, axes=(0, 0))  # (N, K)
     return (p_hat * (lp_hat - expected_lp)).sum(axis=1)
 

@@ -146,7 +146,8 @@ class CatSession:
             self._modal_estimate()
 
     def _modal_estimate(self) -> None:
-        idx = [j for j in self._order if self._status[j] == "answered"]
+        # _status, not _order: the answer being recorded is not in _order yet (see _after)
+        idx = [j for j, st in self._status.items() if st == "answered"]
         x = np.full((1, len(idx)), np.nan)
         x[0, :] = self._answered_cats[idx]
         sub = self.bank.params
@@ -163,7 +164,11 @@ class CatSession:
     def _eligible_now(self) -> np.ndarray:
         elig = self._eligible
         if self._exposure == "sympson_hetter" and self._withdrawn.any():
-            elig = elig & ~self._withdrawn
+            kept = elig & ~self._withdrawn
+            # once every remaining item has been passed over, offer them again rather than
+            # stopping with a false "bank_exhausted" (choose() does the same within one step)
+            if kept.any():
+                elig = kept
         if self._tags is not None:
             n_given = max(len(self._order), 1)
             deficit = self._tag_targets - self._tag_counts / n_given
@@ -419,7 +424,15 @@ class Battery:
     def _session_for(self, item_id: str) -> CatSession:
         if self.finished:
             raise SessionFinishedError("the battery has finished; it takes no further answers")
-        return self.sessions[self.domain_index]
+        s = self.sessions[self.domain_index]
+        if item_id not in s.bank._index:
+            for other in self.sessions:
+                if item_id in other.bank._index:
+                    cur = s.current_item.id
+                    raise ItemNotOfferedError(f"item {item_id!r} (bank {other.bank.id!r}) is not the question being "
+                                              f"offered (the current question is {cur!r})", item_id=item_id,
+                                              current_item=cur)
+        return s
 
     def answer(self, item_id: str, value: Any) -> Step:
         s = self._session_for(item_id)
