@@ -425,11 +425,22 @@ def _parse_bank(cls, doc, source):
             raise _err(f"{source}: missing required key {key!r}", field=key)
     bank_id = _str(doc["id"], "id", max_len=100)
     name = _str(doc["name"], "name", max_len=300)
-    version = _str(str(doc.get("version", "0")), "version", max_len=50)
+    version = doc.get("version")
+    if version is None:
+        version = "0"
+    elif isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)
+    version = _str(version, "version", max_len=50)
+    texts = {}
+    for key, default, max_len in (("domain", bank_id, 100), ("recall_period", "", 200), ("disclaimer", "", 2000),
+                                  ("description", "", 5000), ("instructions", "", 2000), ("language", "en", 35)):
+        v = doc.get(key)
+        texts[key] = default if v is None else _str(v, key, allow_empty=True, max_len=max_len)
     model = doc.get("model", "grm")
     if model not in ("grm", "gpcm", "mixed"):
         raise _err(f"{source}: model must be 'grm', 'gpcm' or 'mixed', got {model!r}", field="model")
-    metric = doc.get("metric", {}) or {}
+    metric = doc.get("metric")
+    metric = {} if metric is None else metric
     if not isinstance(metric, dict):
         raise _err(f"{source}: metric must be an object", field="metric")
     bad = set(metric) - {"t_mean", "t_sd", "direction"}
@@ -443,7 +454,8 @@ def _parse_bank(cls, doc, source):
     if direction not in DIRECTIONS:
         raise _err(f"{source}: metric.direction must be one of {DIRECTIONS}, got {direction!r}", field="metric.direction")
     bands = []
-    raw_bands = doc.get("severity_bands", []) or []
+    raw_bands = doc.get("severity_bands")
+    raw_bands = [] if raw_bands is None else raw_bands
     if not isinstance(raw_bands, list):
         raise _err(f"{source}: severity_bands must be a list", field="severity_bands")
     for j, bd in enumerate(raw_bands):
@@ -477,23 +489,29 @@ def _parse_bank(cls, doc, source):
         start = _str(start, "start_item", max_len=100)
         if start not in ids:
             raise _err(f"{source}: start_item {start!r} is not an item of this bank", field="start_item")
-    prov = doc.get("provenance", {}) or {}
+    prov = doc.get("provenance")
+    prov = {} if prov is None else prov
     if not isinstance(prov, dict):
         raise _err(f"{source}: provenance must be an object", field="provenance")
     demo = doc.get("demo", False)
     if not isinstance(demo, bool):
         raise _err(f"{source}: demo must be true or false", field="demo")
     body = {k: v for k, v in doc.items() if k != "content_hash"}
-    if "content_hash" in doc and doc["content_hash"] != content_hash(body):
+    try:
+        body_hash = content_hash(body)
+    except (ValueError, TypeError):
+        raise _err(f"{source}: the bank holds a value that is not plain JSON (NaN, Infinity or an object); "
+                   f"check provenance and free-text fields", field="provenance") from None
+    if "content_hash" in doc and doc["content_hash"] != body_hash:
         raise _err(f"{source}: content_hash does not match the content (the file was edited after it was "
                    f"hashed); remove the content_hash key or re-save the bank with `cat-prom bank validate --fix-hash`",
                    field="content_hash")
     return cls(id=bank_id, name=name, items=items, version=version,
-               domain=str(doc.get("domain", bank_id)), recall_period=str(doc.get("recall_period", "")),
+               domain=texts["domain"], recall_period=texts["recall_period"],
                model=model, t_mean=t_mean, t_sd=t_sd, direction=direction, bands=bands, start_item=start,
-               provenance=prov, demo=demo, disclaimer=str(doc.get("disclaimer", "")),
-               description=str(doc.get("description", "")), instructions=str(doc.get("instructions", "")),
-               language=str(doc.get("language", "en")), doc=body)
+               provenance=prov, demo=demo, disclaimer=texts["disclaimer"],
+               description=texts["description"], instructions=texts["instructions"],
+               language=texts["language"], doc=body)
 
 
 def _parse_item(raw, i, bank_model, seen, source):
@@ -555,8 +573,10 @@ def _parse_item(raw, i, bank_model, seen, source):
             raise _err(f"{source}: {label}: response option values must be distinct", item_id=iid, field="options")
         values, labels = tuple(values), tuple(labels)
     stem = _str(raw.get("stem", iid), f"{label}: stem")
-    content = raw.get("content", []) or []
-    enemies = raw.get("enemies", []) or []
+    content = raw.get("content")
+    content = [] if content is None else content
+    enemies = raw.get("enemies")
+    enemies = [] if enemies is None else enemies
     for key, val in (("content", content), ("enemies", enemies)):
         if not isinstance(val, list) or any(not isinstance(x, str) for x in val):
             raise _err(f"{source}: {label}: {key} must be a list of strings", item_id=iid, field=key)

@@ -241,7 +241,7 @@ def test_valid_content_hash_accepted_by_both(validator):
     assert ItemBank.from_dict(doc).content_hash == doc["content_hash"]
 
 
-# ------------------------------------------------------------------ where bank.py is more lenient than the schema
+# ---- odd documents both must reject (bank.py once read these leniently)
 LENIENT = {
     "version an object (bank.py stores str(value))": _set(["version"], {"major": 1}),
     "domain a number (bank.py stores str(value))": _set(["domain"], 5),
@@ -252,9 +252,7 @@ LENIENT = {
 }
 
 
-@pytest.mark.xfail(reason="bank.py reads some odd documents (falsy values as absent, str() of any version/domain) "
-                          "that the schema rejects; tightening proposed to the engine owner", strict=False)
-def test_schema_stricter_than_bank_py(validator):
+def test_schema_and_bank_py_agree_on_odd_documents(validator):
     differ = []
     for case, mutate in sorted(LENIENT.items()):
         doc = full_doc()
