@@ -1,0 +1,180 @@
+"""Calibration benchmark: cat_prom's EM vs girth's grm_mml, side by side.
+
+For each size (persons x items, GRM with 5 categories, D = 1) and each data
+condition
+
+* ``complete``  - every person answers every item;
+* ``mcar90``    - 90% of responses deleted completely at random;
+* ``cat``       - CAT-collected: each simulee takes a maximum-information CAT
+  (EAP on a 61-point grid, N(0,1) prior) of half the bank's length, so which
+  items are answered depends on the simulee's earlier answers (missing at
+  random, not completely at random),
+
+it prints wall time and recovery (RMSE and correlation of a and of the
+thresholds b with the generating values) as one markdown table.
+
+Usage::
+
+    python benchmarks/calibration.py            # 1000x20, 2000x30, 5000x40, 20000x60
+    python benchmarks/calibration.py --quick    # smaller sizes, for CI
+    python benchmarks/calibration.py --out benchmarks/results/calibration.md
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from cat_prom import calibration as cal  # noqa: E402
+from cat_prom import irt  # noqa: E402
+from cat_prom.errors import CatPromError  # noqa: E402
+
+N_CAT = 5
+MIN_CELL = 10
+
+
+def make_bank(rng, n_items):
+    a = rng.uniform(0.8, 2.5, n_items)
+    steps = rng.uniform(0.5, 1.1, (n_items, N_CAT - 2))
+    b = rng.normal(-1.0, 0.6, (n_items, 1)) + np.concatenate([np.zeros((n_items, 1)), np.cumsum(steps, 1)], 1)
+    return a, b
+
+
+def simulate_cat(theta, a, b, rng, length):
+    """Maximum-information CAT for all simulees at once (vectorised across simulees)."""
+    p = irt.item_params(a, b)
+    grid = np.linspace(-6, 6, 61)
+    logp = irt.log_probabilities(grid, p)  # (Q, I, K)
+    info = irt.information(grid, p)  # (Q, I)
+    full = cal.simulate_responses(theta, p, rng)  # the answer each simulee would give
+    S, I = full.shape
+    logpost = np.tile(-0.5 * grid ** 2, (S, 1))
+    used = np.zeros((S, I), dtype=bool)
+    rows = np.arange(S)
+    for _ in range(length):
+        w = np.exp(logpost - logpost.max(1, keepdims=True))
+        eap = (w @ grid) / w.sum(1)
+        q = np.clip(np.searchsorted(grid, eap), 0, grid.size - 1)
+        crit = np.where(used, -np.inf, info[q])
+        item = crit.argmax(1)
+        used[rows, item] = True
+        logpost += logp[:, item, full[rows, item]].T
+    return np.where(used, full, -1)
+
+
+def rmse(x, y):
+    return float(np.sqrt(np.nanmean((x - y) ** 2)))
+
+
+def corr(x, y):
+    m = np.isfinite(x) & np.isfinite(y)
+    return float(np.corrcoef(x[m], y[m])[0, 1])
+
+
+def score(a_hat, b_hat, a, b):
+    bb = np.full_like(b, np.nan)
+    k = min(b.shape[1], b_hat.shape[1])
+    bb[:, :k] = b_hat[:, :k]
+    return rmse(a_hat, a), rmse(bb, b), corr(a_hat, a), corr(bb.ravel(), b.ravel())
+
+
+def run(sizes, seed=20260101, girth_max=None):
+    rows = []
+    for n_persons, n_items in sizes:
+        rng = np.random.default_rng(seed + n_persons + n_items)
+        a, b = make_bank(rng, n_items)
+        theta = rng.normal(size=n_persons)
+        complete = cal.simulate_responses(theta, (a, b), rng)
+        data = {
+            "complete": complete,
+            "mcar90": np.where(rng.random(complete.shape) < 0.9, -1, complete),
+            "cat": simulate_cat(theta, a, b, rng, length=n_items // 2),
+        }
+        for cond, X in data.items():
+            frac = float((X >= 0).mean())
+            # a CAT gives some items rarely, or only to people in a narrow range, so some
+            # categories are (almost) never seen and their thresholds are not estimable by
+            # anyone; drop items with a category seen < MIN_CELL times, for every estimator,
+            # and say so (a researcher would collapse those categories: collapse_sparse=True)
+            counts = np.stack([(X == k).sum(0) for k in range(N_CAT)], 1)
+            keep = (counts >= MIN_CELL).all(1)
+            Xk, ak, bk = X[:, keep], a[keep], b[keep]
+            dropped = f"{(~keep).sum()} items with a category seen < {MIN_CELL} times dropped" if (~keep).any() else ""
+            for est in ("cat_prom", "cat_prom+prior", "girth"):
+                if est == "girth" and girth_max and n_persons * n_items > girth_max:
+                    continue
+                t0 = time.perf_counter()
+                note = ""
+                try:
+                    if est.startswith("cat_prom"):
+                        res = cal.calibrate(Xk, tol=1e-4, slope_prior=(0.0, 0.5) if "prior" in est else None)
+                        a_hat, b_hat = res.a, res.b
+                        note = f"{res.n_iter} cycles" + ("" if res.converged else ", not converged")
+                        if res.issues:
+                            kinds = sorted({i.kind for i in res.issues})
+                            note += f"; {len(res.failed_items)} items flagged ({', '.join(kinds)})"
+                    else:
+                        a_hat, b_hat = cal.girth_grm(Xk)
+                    dt = time.perf_counter() - t0
+                    ra, rb, ca, cb = score(a_hat, b_hat, ak, bk)
+                except CatPromError as e:
+                    dt, ra, rb, ca, cb, note = time.perf_counter() - t0, np.nan, np.nan, np.nan, np.nan, str(e)[:60]
+                note = "; ".join(x for x in (note, dropped) if x)
+                rows.append((f"{n_persons}x{n_items}", cond, f"{frac:.2f}", est, dt, ra, rb, ca, cb, note))
+                print(f"  {rows[-1][0]:>9} {cond:<8} {est:<8} {dt:7.2f}s  rmse a {ra:.3f} b {rb:.3f}", file=sys.stderr)
+    return rows
+
+
+def table(rows):
+    out = ["| size | data | answered | estimator | time (s) | RMSE a | RMSE b | r(a) | r(b) | note |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for size, cond, frac, est, dt, ra, rb, ca, cb, note in rows:
+        out.append(f"| {size} | {cond} | {frac} | {est} | {dt:.2f} | {ra:.3f} | {rb:.3f} | {ca:.3f} | {cb:.3f} | {note} |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes only")
+    ap.add_argument("--out", help="also write the markdown to this file")
+    args = ap.parse_args(argv)
+    sizes = [(500, 10), (1000, 20)] if args.quick else [(1000, 20), (2000, 30), (5000, 40), (20000, 60)]
+    t0 = time.perf_counter()
+    rows = run(sizes)
+    from importlib.metadata import version
+
+    head = (f"# Calibration benchmark\n\nGRM, {N_CAT} categories, a ~ U(0.8, 2.5), theta ~ N(0, 1); "
+            f"cat_prom EM (61-point quadrature on ±6, tol 1e-4, SQUAREM) vs girth {version('girth')} "
+            f"grm_mml (61 points on ±6).\nRMSE b is over all thresholds. `answered` = fraction of "
+            f"responses observed. CAT: maximum-information CAT of half the bank's length.\n"
+            f"`cat_prom+prior`: same EM with a log-normal(0, 0.5) slope prior (MAP), for thin data.\n"
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"numpy {np.__version__}. Total run {time.perf_counter() - t0:.0f} s.\n\n")
+    notes = (
+        "\n\nReading the table:\n\n"
+        "* `cat` data are missing at random given the answers, not completely at random. Full-information "
+        "MML (cat_prom) stays unbiased; girth solves each item's thresholds from the observed category "
+        "proportions of the people who answered it, so its thresholds are shifted by the ability of the "
+        "selected group (RMSE b > 1 in every CAT row).\n"
+        "* `mcar90` at 1000x20 leaves about 2 answers per person: slopes are barely identified for any "
+        "estimator; the slope prior helps.\n"
+        "* The issue's reference timings (not re-run here, no R on this machine): mirt 1.3 s for "
+        "2000x30 five-category items, girth 12 s for 20000x60 complete.\n"
+        "* Timings are single runs on a shared 2-CPU machine; between runs they varied up to 3x "
+        "(e.g. 20000x60 complete: cat_prom 1.7-6.0 s, girth 8.5-21 s).\n"
+    )
+    md = head + table(rows) + notes
+    print(md)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(md)
+
+
+if __name__ == "__main__":
+    main()
