@@ -210,22 +210,18 @@ def _modal(responses, params, method, *, bounds=(-6.0, 6.0), prior=(0.0, 1.0)) -
     else:
         with np.errstate(divide="ignore"):
             se = np.where(I > 0, 1.0 / np.sqrt(np.maximum(I, 1e-300)), np.inf)
-    flags = []
     lowest = ans & (xi == 0)
     highest = ans & (xi == (p.n_cat[None, :] - 1))
-    for r in range(theta.shape[0]):
-        if n_ans[r] == 0:
-            flags.append(FLAG_NO_RESPONSES)
-        elif method == "map":
-            flags.append("")
-        elif flag[r] != 0 and lowest[r][ans[r]].all():
-            flags.append(FLAG_ALL_LOWEST)
-        elif flag[r] != 0 and highest[r][ans[r]].all():
-            flags.append(FLAG_ALL_HIGHEST)
-        elif flag[r] != 0:
-            flags.append(FLAG_NO_ROOT)
-        else:
-            flags.append("")
+    all_low = (lowest == ans).all(axis=1)
+    all_high = (highest == ans).all(axis=1)
+    at_bound = flag != 0
+    codes = np.full(theta.shape[0], "", dtype=object)
+    if method != "map":
+        codes[at_bound] = FLAG_NO_ROOT
+        codes[at_bound & all_high] = FLAG_ALL_HIGHEST
+        codes[at_bound & all_low] = FLAG_ALL_LOWEST
+    codes[n_ans == 0] = FLAG_NO_RESPONSES
+    flags = codes.tolist()
     if (n_ans == 0).any():
         empty = n_ans == 0
         theta = np.where(empty, prior[0], theta)
