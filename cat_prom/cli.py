@@ -481,6 +481,18 @@ def _r(x, d=4):
 _MAX_RAW_CATEGORIES = 20
 
 
+def _value_category(lookup: dict, cell: str):
+    """The category of a CSV cell via a value->category lookup keyed by text ("3" and "3.0" alike)."""
+    k = lookup.get(cell)
+    if k is None:
+        try:
+            f = float(cell)
+            k = lookup.get(str(int(f))) if f.is_integer() else None
+        except (ValueError, OverflowError):
+            pass
+    return k
+
+
 def _read_raw_responses(path: str, *, values=None, anchor=None):
     """Read RESPONSES.csv for calibration.
 
@@ -540,14 +552,7 @@ def _read_raw_responses(path: str, *, values=None, anchor=None):
                 continue
             if iid in anchor_ids:
                 it = anchor.item(iid)
-                lk = {str(v): k for k, v in enumerate(it.values)}
-                k = lk.get(u)
-                if k is None:
-                    try:
-                        f = float(u)
-                        k = lk.get(str(int(f))) if f.is_integer() else None
-                    except ValueError:
-                        pass
+                k = _value_category({str(v): k for k, v in enumerate(it.values)}, u)
                 if k is None:
                     r = int(np.flatnonzero(inv == u_i)[0])
                     note_bad(r, c, f"{u!r} is not a response value of anchor item {iid!r} in bank {anchor.id!r}, "
@@ -555,13 +560,7 @@ def _read_raw_responses(path: str, *, values=None, anchor=None):
                     continue
                 cats[u_i] = k
             elif lookup_values is not None:
-                k = lookup_values.get(u)
-                if k is None:
-                    try:
-                        f = float(u)
-                        k = lookup_values.get(str(int(f))) if f.is_integer() else None
-                    except ValueError:
-                        pass
+                k = _value_category(lookup_values, u)
                 if k is None:
                     r = int(np.flatnonzero(inv == u_i)[0])
                     note_bad(r, c, f"{u!r} is not one of the response values given by --values "
