@@ -37,6 +37,7 @@ DEMO_DISCLAIMER = (
 MAX_BANK_BYTES = 20 * 1024 * 1024
 MAX_ITEMS = 20000
 MAX_CATEGORIES = 20
+GRID_CACHE_SIZE = 4  # grids whose tables a bank keeps; each is ~ (n_points + 1201) x n_items x 8 bytes and more
 _TOP_KEYS = {
     "format", "id", "name", "version", "domain", "recall_period", "model", "metric",
     "severity_bands", "start_item", "items", "provenance", "demo", "disclaimer",
@@ -273,13 +274,16 @@ class ItemBank:
 
     # ------------------------------------------------------------------ grids
     def grid(self, theta: np.ndarray) -> GridTables:
-        """Precomputed arrays on a quadrature grid, cached per grid."""
+        """Precomputed arrays on a quadrature grid, cached per grid (the last few grids used)."""
         theta = np.asarray(theta, dtype=float)
         # keyed on every node: grids with the same ends and length but other spacing differ
         key = (theta.shape, theta.tobytes())
-        tables = self._grids.get(key)
+        tables = self._grids.pop(key, None)
         if tables is None:
-            tables = self._grids[key] = GridTables(self, theta)
+            tables = GridTables(self, theta)
+            while len(self._grids) >= GRID_CACHE_SIZE:
+                self._grids.pop(next(iter(self._grids)))  # least recently used
+        self._grids[key] = tables
         return tables
 
     # ------------------------------------------------------------ construction

@@ -40,6 +40,7 @@ Keys (see ``docs/design.md`` for the full reference):
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -54,6 +55,10 @@ ESTIMATORS = ("eap", "map", "ml", "wle")
 SELECTIONS = ("mfi", "mpwi", "kl", "mepv", "random")
 STARTS = ("auto", "bank", "max_info")
 EXPOSURE_METHODS = ("none", "randomesque", "sympson_hetter")
+
+
+_CACHE: dict = {}  # canonical JSON of a design document -> Design (designs are immutable)
+_CACHE_SIZE = 512
 
 
 def _bad(msg, key):
@@ -103,12 +108,31 @@ class Design:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides) -> "Design":
         """Validate a design document; omitted keys take the PROMIS defaults."""
+        if isinstance(d, Design) and not overrides:
+            return d
         if isinstance(d, Design):
             d = d.to_dict()
+        if d is not None and not isinstance(d, Mapping):
+            raise _bad(f"a design must be a JSON object, got {type(d).__name__}", "design")
         d = dict(d or {})
         d.update(overrides)
-        if not isinstance(d, dict):
-            raise _bad("a design must be a JSON object", "design")
+        try:
+            key = json.dumps(d, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError):
+            key = None
+        if key is not None:
+            hit = _CACHE.get(key)
+            if hit is not None:
+                return hit
+        design = cls._validate(d)
+        if key is not None:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = design
+        return design
+
+    @classmethod
+    def _validate(cls, d: dict) -> "Design":
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -155,8 +179,8 @@ class Design:
             p = d["prior"]
             if not isinstance(p, dict) or set(p) - {"mean", "sd"}:
                 raise _bad("design key 'prior' must be an object {\"mean\": m, \"sd\": s}", "prior")
-            out["prior"] = {"mean": float(_number(p, "mean", prefix="prior.")) if "mean" in p else 0.0,
-                            "sd": float(_number(p, "sd", lo=0, lo_open=True, prefix="prior.")) if "sd" in p else 1.0}
+            out["prior"] = {"mean": float(_number(p, "mean", lo=-10, hi=10, prefix="prior.")) if "mean" in p else 0.0,
+                            "sd": float(_number(p, "sd", lo=0.05, hi=10, prefix="prior.")) if "sd" in p else 1.0}
         if "grid" in d:
             g = d["grid"]
             if not isinstance(g, dict) or set(g) - {"min", "max", "points"}:
@@ -219,7 +243,13 @@ class Design:
         return Design.from_dict(d)
 
     def grid_theta(self) -> np.ndarray:
-        return np.linspace(self.grid["min"], self.grid["max"], self.grid["points"])
+        """The quadrature nodes, shape (points,); computed once per design (read-only)."""
+        theta = self.__dict__.get("_grid_theta")
+        if theta is None:
+            theta = np.linspace(self.grid["min"], self.grid["max"], self.grid["points"])
+            theta.flags.writeable = False
+            object.__setattr__(self, "_grid_theta", theta)
+        return theta
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
         z = (theta - self.prior["mean"]) / self.prior["sd"]

@@ -1,0 +1,168 @@
+"""cat-prom's HTTP service: a thin Flask app over the CAT engine.
+
+``create_app(config=None)`` builds the app: configuration from the environment
+(:mod:`api.config`), storage (:mod:`api.db`, migrated at start), the banks
+(:mod:`api.registry`), one blueprint per resource, RFC 9457 errors
+(:mod:`api.problems`) and the OpenAPI document at ``/v1/openapi.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from flask import Flask, g, request
+
+from .config import load_config
+from .db import Database
+from .problems import Problem, register as register_problems
+from .registry import Registry
+from .service import SessionService
+
+__all__ = ["create_app"]
+
+API_VERSION = "1.0.0"
+_RID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+log = logging.getLogger("cat_prom.api")
+access_log = logging.getLogger("cat_prom.api.access")
+
+
+@dataclass
+class Extension:
+    db: Database
+    registry: Registry
+    sessions: SessionService
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        try:
+            record.request_id = g.get("request_id", "-")
+        except RuntimeError:
+            record.request_id = "-"
+        return True
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger("cat_prom")
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    if getattr(root, "_cat_prom_configured", False):
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    root.propagate = False
+    root._cat_prom_configured = True
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    settings = load_config(app.instance_path, config)
+    app.config.update(settings)
+    app.config.update(
+        API_TITLE="cat-prom",
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings["CAT_PROM_MAX_BODY_BYTES"],
+        API_SPEC_OPTIONS={
+            "info": {"description": "Computerised adaptive testing of patient-reported outcomes. Every route "
+                                    "except /healthz, /readyz and the reference needs `Authorization: Bearer "
+                                    "<api key>`. Errors are RFC 9457 application/problem+json.",
+                     "license": {"name": "MIT"}},
+            "security": [{"bearerAuth": []}],
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                                              "description": "An API key: cpk_..."}}},
+        },
+    )
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    _setup_logging(settings["CAT_PROM_LOG_LEVEL"])
+    try:
+        os.makedirs(app.instance_path, exist_ok=True)
+    except OSError:  # pragma: no cover - read-only install; the DB URL must then point elsewhere
+        pass
+
+    db = Database(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
+                  sqlite_synchronous=settings["CAT_PROM_SQLITE_SYNCHRONOUS"],
+                  pg_synchronous_commit=settings["CAT_PROM_PG_SYNCHRONOUS_COMMIT"])
+    if settings["CAT_PROM_AUTO_MIGRATE"]:
+        db.migrate()
+    registry = Registry.load(settings["CAT_PROM_BANKS_DIR"])
+    ext = Extension(db=db, registry=registry,
+                    sessions=SessionService(db, registry, settings["CAT_PROM_SESSION_TTL"]))
+    app.extensions["cat_prom"] = ext
+
+    from .smorest import Api
+    from .routes import banks, health, keys, patients, reference, sessions, simulations
+
+    api = Api(app)
+    register_problems(app)
+    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, keys.blp, simulations.blp):
+        api.register_blueprint(blp)
+    app.register_blueprint(reference.bp)
+    _install_hooks(app)
+    return app
+
+
+def _install_hooks(app: Flask) -> None:
+    @app.before_request
+    def _before():
+        g.t0 = time.perf_counter()
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if _RID_RE.match(rid) else uuid.uuid4().hex
+        if request.method in _BODY_METHODS and request.routing_exception is None:
+            _parse_body()
+
+    @app.after_request
+    def _after(resp):
+        resp.headers["X-Request-ID"] = g.get("request_id", "-")
+        if access_log.isEnabledFor(logging.INFO):
+            rule = request.url_rule.rule if request.url_rule else "<no route>"
+            dur_ms = (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000
+            # The route template, never the URL: paths can carry patient references.
+            access_log.info("%s %s %s %.1fms", request.method, rule, resp.status_code, dur_ms)
+        return resp
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_body() -> None:
+    """Parse a JSON body strictly once; anything else is 400/413/415 before a view runs."""
+    length = request.content_length
+    limit = request.max_content_length
+    if length is not None and limit is not None and length > limit:
+        raise Problem("payload-too-large", f"The body is {length} bytes; the limit is {limit}.")
+    mimetype = request.mimetype or ""
+    if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
+        raise Problem("unsupported-media-type", "Send the body as JSON with `Content-Type: application/json`"
+                      + (f"; got {mimetype!r}." if mimetype else "; no Content-Type was given."))
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise Problem("unsupported-media-type", "JSON bodies must be UTF-8.")
+    data = request.get_data(cache=True)
+    if len(data) > (limit or len(data)):  # chunked bodies have no Content-Length
+        raise Problem("payload-too-large", f"The body is larger than {limit} bytes.")
+    if not data.strip():
+        raise Problem("malformed-json", "The request body is empty; send a JSON object.")
+    try:
+        g.json_body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        detail = "The request body is not valid JSON"
+        if isinstance(e, json.JSONDecodeError):
+            detail += f": {e.msg} at line {e.lineno} column {e.colno}"
+        elif isinstance(e, RecursionError):
+            detail += ": nested too deeply"
+        elif isinstance(e, UnicodeDecodeError):
+            detail += ": not UTF-8"
+        raise Problem("malformed-json", detail + ".") from None

@@ -1,0 +1,219 @@
+"""``cat-prom serve`` and ``cat-prom keys ...``.
+
+``cat_prom/cli.py`` owns the argument parser and wires these in lazily
+(the engine never imports Flask)::
+
+    from api.cli import add_subcommands     # inside cat_prom.cli, only when needed
+    add_subcommands(subparsers)             # adds `serve` and `keys`
+    args = parser.parse_args(); return args.func(args)
+
+``python -m api.cli serve|keys ...`` works on its own too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROLES = ("patient-app", "clinician", "researcher", "admin")
+
+
+def add_subcommands(subparsers) -> None:
+    """Add ``serve`` and ``keys`` to an argparse ``subparsers`` object; each sets ``func``."""
+    p = subparsers.add_parser("serve", help="run the HTTP API under gunicorn",
+                              description="Run the cat-prom HTTP API (gunicorn; Flask's debug server with --debug). "
+                                          "On first start with no API keys, creates an admin and a patient-app key "
+                                          "for tenant 'default' and prints them once.")
+    p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")))
+    p.add_argument("--workers", type=int, default=None,
+                   help="gunicorn worker processes (default: CPUs - 1, at least 1)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "1")),
+                   help="threads per worker (default 1: gunicorn's sync worker; more: its gthread worker)")
+    p.add_argument("--debug", action="store_true", help="Flask's debug server (development only)")
+    p.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
+    p.add_argument("--banks-dir", help="sets CAT_PROM_BANKS_DIR")
+    p.add_argument("--no-bootstrap-keys", action="store_true",
+                   help="do not create first keys when the key table is empty")
+    p.set_defaults(func=run_serve)
+
+    k = subparsers.add_parser("keys", help="manage API keys", description="Create, list and revoke API keys.")
+    k.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
+    ks = k.add_subparsers(dest="keys_command", metavar="{create,list,revoke}")
+    ks.required = True
+    c = ks.add_parser("create", help="create a key and print it once")
+    c.add_argument("--role", required=True, choices=ROLES)
+    c.add_argument("--name", required=True, help="who or what uses the key, e.g. 'symptom app iOS'")
+    c.add_argument("--tenant", default="default", help="the clinic the key belongs to (default: default)")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=run_keys)
+    ls = ks.add_parser("list", help="list keys (never the secrets)")
+    ls.add_argument("--tenant", help="only this tenant")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=run_keys)
+    r = ks.add_parser("revoke", help="revoke a key by id")
+    r.add_argument("key_id")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r.set_defaults(func=run_keys)
+
+
+def handle(args) -> int:
+    """Dispatch parsed arguments (for callers that do not use ``args.func``)."""
+    return args.func(args)
+
+
+# ---------------------------------------------------------------------- helpers
+def _settings() -> dict:
+    from flask import Flask
+
+    from .config import load_config
+    instance = Flask("api", instance_relative_config=True).instance_path
+    os.makedirs(instance, exist_ok=True)
+    return load_config(instance)
+
+
+def _database(settings: dict):
+    from .db import Database
+    db = Database(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
+                  sqlite_synchronous=settings["CAT_PROM_SQLITE_SYNCHRONOUS"],
+                  pg_synchronous_commit=settings["CAT_PROM_PG_SYNCHRONOUS_COMMIT"])
+    db.migrate()
+    return db
+
+
+def _apply_env(args) -> None:
+    if getattr(args, "database_url", None):
+        os.environ["CAT_PROM_DATABASE_URL"] = args.database_url
+    if getattr(args, "banks_dir", None):
+        os.environ["CAT_PROM_BANKS_DIR"] = args.banks_dir
+
+
+def bootstrap_keys(db, out=None) -> list[dict]:
+    """On a database without any active key, create an admin and a patient-app key for 'default'."""
+    from . import keys
+    out = out or sys.stdout
+    if keys.count_active_keys(db) > 0:
+        return []
+    pepper = os.environ.get("CAT_PROM_SECRET_KEY") or None
+    made = [keys.create_key(db, role=role, name=f"first-run {role}", tenant="default", pepper=pepper)
+            for role in ("admin", "patient-app")]
+    print("cat-prom: no API keys existed, so these were created for tenant 'default'.\n"
+          "They are shown only this once; store them now (revoke with `cat-prom keys revoke ID`):", file=out)
+    for k in made:
+        print(f"  {k['role']:<12} {k['id']}  {k['key']}", file=out)
+    out.flush()
+    return made
+
+
+# ------------------------------------------------------------------------ keys
+def run_keys(args) -> int:
+    from . import keys
+    _apply_env(args)
+    settings = _settings()
+    db = _database(settings)
+    try:
+        if args.keys_command == "create":
+            try:
+                k = keys.create_key(db, role=args.role, name=args.name, tenant=args.tenant,
+                                    pepper=settings["CAT_PROM_SECRET_KEY"])
+            except ValueError as e:
+                print(f"cat-prom keys create: {e}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps(k))
+            else:
+                print(f"Created {k['role']} key {k['id']} ({k['name']!r}, tenant {k['tenant']!r}).\n"
+                      f"This is the only time the key is shown; store it now:\n{k['key']}")
+            return 0
+        if args.keys_command == "list":
+            rows = keys.list_keys(db, tenant=args.tenant)
+            if args.json:
+                print(json.dumps(rows))
+            else:
+                print(f"{'id':<22} {'tenant':<16} {'role':<12} {'status':<8} {'created':<26} name")
+                for r in rows:
+                    status = "revoked" if r["revoked_at"] else "active"
+                    print(f"{r['id']:<22} {r['tenant']:<16} {r['role']:<12} {status:<8} {r['created_at'][:25]:<26} "
+                          f"{r['name']}")
+            return 0
+        if args.keys_command == "revoke":
+            row = keys.revoke_key(db, args.key_id)
+            if row is None:
+                print(f"cat-prom keys revoke: no key {args.key_id!r}", file=sys.stderr)
+                return 1
+            print(json.dumps(row) if args.json else f"Revoked key {row['id']} ({row['role']}, tenant {row['tenant']!r}).")
+            return 0
+    finally:
+        db.dispose()
+    return 2  # pragma: no cover
+
+
+# ----------------------------------------------------------------------- serve
+def default_workers(database_url: str | None = None) -> int:
+    """CPUs - 1 (at least 1): one CPU is left for the database and the OS.
+
+    Workers are CPU-bound and each keeps its own cache of live sessions. With W workers a
+    request lands on the worker that served the session's previous answer only 1/W of the
+    time; otherwise the session is rebuilt by replaying its log, which costs more CPU than the
+    extra workers win back (benchmarks/api_load.py: on 2 CPUs one worker gave the lowest CPU
+    per answer and the best tail latency). gunicorn restarts a worker that dies."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def run_serve(args) -> int:
+    _apply_env(args)
+    settings = _settings()
+    db = _database(settings)  # migrate once in the master, before forking workers
+    try:
+        if not args.no_bootstrap_keys:
+            bootstrap_keys(db)
+    finally:
+        db.dispose()
+    if args.debug:
+        from . import create_app
+        app = create_app()
+        app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        return 0
+    from gunicorn.app.base import BaseApplication
+
+    workers = args.workers or default_workers(settings["CAT_PROM_DATABASE_URL"])
+    os.environ["CAT_PROM_AUTO_MIGRATE"] = "0"  # done above; workers skip it and boot faster
+
+    class _Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", workers)
+            if args.threads > 1:
+                self.cfg.set("worker_class", "gthread")
+                self.cfg.set("threads", args.threads)
+            else:
+                self.cfg.set("worker_class", "sync")
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("backlog", 2048)
+            self.cfg.set("proc_name", "cat-prom")
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24: one shared path per user
+                self.cfg.set("control_socket_disable", True)
+            # no gunicorn access log: URLs can carry patient references; the app logs route templates
+
+        def load(self):
+            from . import create_app
+            return create_app()
+
+    print(f"cat-prom: serving on http://{args.host}:{args.port} with {workers} worker{'s' if workers != 1 else ''} "
+          f"(API reference: http://{args.host}:{args.port}/v1/docs)", flush=True)
+    _Server().run()
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="cat-prom")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    args = parser.parse_args(argv)
+    return handle(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

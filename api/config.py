@@ -1,0 +1,72 @@
+"""Configuration of the service, read from the environment.
+
+Every setting has a ``CAT_PROM_`` environment variable; ``create_app(config)``
+takes the same keys (without the prefix or with it) to override them in tests.
+
+=============================  ==========================================================
+``CAT_PROM_DATABASE_URL``      SQLAlchemy URL. Default: ``sqlite:///<instance>/cat-prom.sqlite``
+``CAT_PROM_DATABASE_SCHEMA``   PostgreSQL schema to use (created if missing). Default: none
+``CAT_PROM_BANKS_DIR``         folder of bank JSON files (+ ``batteries/``). Default: repo ``item_banks/``
+``CAT_PROM_SESSION_TTL``       seconds of inactivity after which a session expires. Default 604800 (7 days)
+``CAT_PROM_SECRET_KEY``        pepper mixed into API-key hashes (HMAC-SHA256). Default: none (plain SHA-256)
+``CAT_PROM_AUTO_MIGRATE``      run Alembic migrations at start (``1``/``0``). Default 1
+``CAT_PROM_SQLITE_SYNCHRONOUS`` SQLite ``PRAGMA synchronous``: ``NORMAL`` (default; in WAL mode a commit survives a
+                               process crash or kill -9, the last commits can be lost on power failure) or
+                               ``FULL`` (fsync per commit: also survives power loss; ~10 ms per answer here)
+``CAT_PROM_PG_SYNCHRONOUS_COMMIT`` PostgreSQL ``synchronous_commit`` for the service's connections (e.g. ``off``:
+                               a commit no longer waits for the WAL flush; survives a crash of cat-prom, not
+                               of PostgreSQL). Default: the server's setting (normally ``on``)
+``CAT_PROM_KEY_CACHE_TTL``     seconds a verified API key is cached in a worker. Default 2
+``CAT_PROM_MAX_BODY_BYTES``    largest request body accepted. Default 65536
+``CAT_PROM_LOG_LEVEL``         logging level. Default ``INFO``
+=============================  ==========================================================
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BANKS_DIR = REPO_ROOT / "item_banks"
+
+#: key -> (default, parser)
+_SETTINGS: dict[str, tuple[Any, Any]] = {
+    "DATABASE_URL": (None, str),
+    "DATABASE_SCHEMA": (None, str),
+    "BANKS_DIR": (str(DEFAULT_BANKS_DIR), str),
+    "SESSION_TTL": (7 * 24 * 3600, int),
+    "SECRET_KEY": (None, str),
+    "AUTO_MIGRATE": (True, lambda v: str(v).strip().lower() not in ("0", "false", "no", "off", "")),
+    "SQLITE_SYNCHRONOUS": ("NORMAL", lambda v: str(v).upper()),
+    "KEY_CACHE_TTL": (2.0, float),
+    "PG_SYNCHRONOUS_COMMIT": (None, str),
+    "MAX_BODY_BYTES": (65536, int),
+    "LOG_LEVEL": ("INFO", str),
+}
+
+
+def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Settings from defaults < environment < ``overrides``; keys are returned with the prefix."""
+    out: dict[str, Any] = {}
+    overrides = dict(overrides or {})
+    for key, (default, parse) in _SETTINGS.items():
+        name = "CAT_PROM_" + key
+        value = default
+        if os.environ.get(name) not in (None, ""):
+            value = os.environ[name]
+        for k in (name, key):
+            if k in overrides:
+                value = overrides.pop(k)
+        if value is not None:
+            try:
+                value = parse(value)
+            except (TypeError, ValueError):
+                raise SystemExit(f"configuration error: {name}={value!r} is not valid") from None
+        out[name] = value
+    if not out["CAT_PROM_DATABASE_URL"]:
+        out["CAT_PROM_DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "cat-prom.sqlite")
+    if out["CAT_PROM_SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise SystemExit("configuration error: CAT_PROM_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
+    out.update(overrides)  # any other Flask setting (TESTING, ...)
+    return out

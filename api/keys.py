@@ -1,0 +1,181 @@
+"""API keys: creation, hashing, lookup, revocation and the ``require`` guard.
+
+A key is ``cpk_`` followed by 43 URL-safe random characters (256 bits). Only
+its SHA-256 — an HMAC-SHA256 under ``CAT_PROM_SECRET_KEY`` when that is set —
+is stored, so a copy of the database does not give access. Keys are high
+entropy, so a fast hash is the right tool (a password KDF would only cost
+latency on every request).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import current_app, g, request
+
+from .db import Database, api_keys, as_utc, utcnow
+from .problems import Problem
+
+ROLES = ("patient-app", "clinician", "researcher", "admin")
+KEY_PREFIX = "cpk_"
+TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant: str
+    role: str
+    name: str
+
+
+def hash_key(secret: str, pepper: str | None) -> str:
+    data = secret.encode("utf-8", "surrogatepass")
+    if pepper:
+        return hmac.new(pepper.encode(), data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def validate_tenant(tenant: str) -> str:
+    if not isinstance(tenant, str) or not TENANT_RE.match(tenant):
+        raise ValueError(f"tenant {tenant!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                         f"letter or digit")
+    return tenant
+
+
+def create_key(db: Database, *, role: str, name: str, tenant: str = "default", pepper: str | None = None) -> dict:
+    """Create a key; returns its row plus ``key`` (the only time the secret is available)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    validate_tenant(tenant)
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValueError("name must be 1-200 characters")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = {"id": "key_" + secrets.token_hex(8), "tenant": tenant, "name": name.strip(), "role": role,
+           "key_hash": hash_key(secret, pepper), "created_at": utcnow(), "revoked_at": None}
+    with db.write() as conn:
+        conn.execute(api_keys.insert().values(**row))
+    out = _public(row)
+    out["key"] = secret
+    return out
+
+
+def list_keys(db: Database, tenant: str | None = None, include_revoked: bool = True) -> list[dict]:
+    q = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+    if tenant is not None:
+        q = q.where(api_keys.c.tenant == tenant)
+    if not include_revoked:
+        q = q.where(api_keys.c.revoked_at.is_(None))
+    with db.read() as conn:
+        return [_public(r._mapping) for r in conn.execute(q)]
+
+
+def revoke_key(db: Database, key_id: str, tenant: str | None = None) -> dict | None:
+    """Revoke a key (idempotent). Returns the key, or None when there is no such key (in the tenant)."""
+    cond = api_keys.c.id == key_id
+    if tenant is not None:
+        cond = sa.and_(cond, api_keys.c.tenant == tenant)
+    with db.write() as conn:
+        row = conn.execute(sa.select(api_keys).where(cond)).first()
+        if row is None:
+            return None
+        if row.revoked_at is None:
+            conn.execute(api_keys.update().where(cond).values(revoked_at=utcnow()))
+        row = conn.execute(sa.select(api_keys).where(cond)).first()
+    _CACHE.clear()
+    return _public(row._mapping)
+
+
+def count_active_keys(db: Database) -> int:
+    with db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(api_keys)
+                            .where(api_keys.c.revoked_at.is_(None))).scalar_one()
+
+
+def _public(row) -> dict:
+    return {"id": row["id"], "tenant": row["tenant"], "name": row["name"], "role": row["role"],
+            "created_at": as_utc(row["created_at"]).isoformat(),
+            "revoked_at": as_utc(row["revoked_at"]).isoformat() if row["revoked_at"] else None}
+
+
+# ------------------------------------------------------------------ request guard
+class _KeyCache:
+    """Verified keys per worker for a few seconds (``CAT_PROM_KEY_CACHE_TTL``); revocation
+    made by another process takes effect within that time."""
+
+    def __init__(self, max_size: int = 4096):
+        self._d: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+        self.max_size = max_size
+
+    def get(self, h: str, ttl: float) -> Principal | None:
+        hit = self._d.get(h)
+        if hit is None or time.monotonic() - hit[0] > ttl:
+            return None
+        return hit[1]
+
+    def put(self, h: str, p: Principal) -> None:
+        with self._lock:
+            if len(self._d) >= self.max_size:
+                self._d.clear()
+            self._d[h] = (time.monotonic(), p)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+_CACHE = _KeyCache()
+
+
+def authenticate() -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem("unauthorized", "Send your API key as `Authorization: Bearer <key>`.",
+                      headers={"WWW-Authenticate": 'Bearer realm="cat-prom"'})
+    if len(token) > 200 or not token.startswith(KEY_PREFIX):
+        raise _invalid()
+    cfg = current_app.config
+    h = hash_key(token, cfg.get("CAT_PROM_SECRET_KEY"))
+    ttl = cfg.get("CAT_PROM_KEY_CACHE_TTL", 2.0)
+    p = _CACHE.get(h, ttl) if ttl > 0 else None
+    if p is None:
+        db: Database = current_app.extensions["cat_prom"].db
+        with db.read(snapshot=False) as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == h)).first()
+        if row is None or row.revoked_at is not None:
+            raise _invalid()
+        p = Principal(row.id, row.tenant, row.role, row.name)
+        if ttl > 0:
+            _CACHE.put(h, p)
+    return p
+
+
+def _invalid() -> Problem:
+    return Problem("unauthorized", "The API key is not valid or has been revoked.",
+                   headers={"WWW-Authenticate": 'Bearer realm="cat-prom", error="invalid_token"'})
+
+
+def require(*roles: str):
+    """View decorator: a valid key whose role is one of ``roles``; sets ``g.principal``."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            p = authenticate()
+            if p.role not in roles:
+                raise Problem("forbidden", f"This endpoint needs a key with role {' or '.join(roles)}; "
+                                           f"this key has role {p.role}.")
+            g.principal = p
+            return fn(*args, **kwargs)
+        wrapper._roles = roles
+        return wrapper
+    return deco

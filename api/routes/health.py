@@ -1,0 +1,45 @@
+"""Liveness and readiness probes (no API key needed)."""
+from __future__ import annotations
+
+from flask import current_app, jsonify
+
+from ..service import engine_available
+from ..smorest import Blueprint
+
+blp = Blueprint("health", __name__, description="Liveness and readiness probes (no API key).")
+
+
+@blp.route("/healthz")
+@blp.doc(security=[])
+@blp.response(200)
+def healthz():
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz")
+@blp.doc(security=[], responses={"503": {"description": "Not ready: database unreachable or no banks loaded."}})
+@blp.response(200)
+def readyz():
+    """Ready to serve: database reachable, banks loaded, engine importable."""
+    ext = current_app.extensions["cat_prom"]
+    checks = {}
+    ok = True
+    try:
+        ext.db.ping()
+        checks["database"] = "ok"
+    except Exception as e:  # report, never raise
+        checks["database"] = f"unreachable ({type(e).__name__})"
+        ok = False
+    reg = ext.registry
+    checks["banks"] = f"{len(reg.banks)} loaded" if reg.ready else "none loaded"
+    ok = ok and reg.ready
+    engine = engine_available()
+    checks["engine"] = "ok" if engine is None else f"unavailable ({engine})"
+    ok = ok and engine is None
+    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    if reg.errors:
+        body["bank_errors"] = reg.errors
+    resp = jsonify(body)
+    resp.status_code = 200 if ok else 503
+    return resp

@@ -1,0 +1,46 @@
+"""API keys of the caller's tenant (admins)."""
+from __future__ import annotations
+
+from flask import current_app, g
+from flask.views import MethodView
+
+from .. import keys
+from ..keys import require
+from ..problems import Problem
+from ..schemas import CreateKeySchema, KeySchema
+from ..smorest import Blueprint
+
+blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="API keys of your tenant (admin role).")
+
+
+def _db():
+    return current_app.extensions["cat_prom"].db
+
+
+@blp.route("")
+class Keys(MethodView):
+    @require("admin")
+    @blp.response(200, KeySchema(many=True))
+    def get(self):
+        """List the tenant's keys (never the secrets)."""
+        return keys.list_keys(_db(), tenant=g.principal.tenant)
+
+    @require("admin")
+    @blp.arguments(CreateKeySchema)
+    @blp.response(201, KeySchema)
+    def post(self, args):
+        """Create a key in the tenant; the secret `key` is in this response only."""
+        return keys.create_key(_db(), role=args["role"], name=args["name"], tenant=g.principal.tenant,
+                               pepper=current_app.config.get("CAT_PROM_SECRET_KEY"))
+
+
+@blp.route("/<string:key_id>")
+class Key(MethodView):
+    @require("admin")
+    @blp.response(200, KeySchema)
+    def delete(self, key_id):
+        """Revoke a key (idempotent)."""
+        row = keys.revoke_key(_db(), key_id, tenant=g.principal.tenant)
+        if row is None:
+            raise Problem("key-not-found", "No key with this id in your tenant.")
+        return row

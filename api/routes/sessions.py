@@ -1,0 +1,69 @@
+"""CAT sessions: start, answer, read, abandon."""
+from __future__ import annotations
+
+from flask import Response, current_app, g, url_for
+from flask.views import MethodView
+
+from ..db import dumps
+from ..keys import require
+from ..schemas import AnswerSchema, CreateSessionSchema, ProblemSchema, SessionSchema
+from ..smorest import Blueprint
+
+blp = Blueprint("sessions", __name__, url_prefix="/v1/sessions",
+                description="Adaptive sittings. Patient apps create and answer them; clinicians read them.")
+
+
+def _svc():
+    return current_app.extensions["cat_prom"].sessions
+
+
+@blp.route("")
+class Sessions(MethodView):
+    @require("patient-app")
+    @blp.arguments(CreateSessionSchema)
+    @blp.response(201, SessionSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="bank-not-found or battery-not-found",
+                      content_type="application/problem+json")
+    def post(self, args):
+        """Start a sitting: one or more banks, or a battery. Returns the first question."""
+        sid, body = _svc().create(g.principal.tenant, args)
+        resp = Response(body, status=201, mimetype="application/json")
+        resp.headers["Location"] = url_for("sessions.Session", session_id=sid)
+        return resp
+
+
+@blp.route("/<string:session_id>")
+class Session(MethodView):
+    @require("patient-app", "clinician")
+    @blp.response(200, SessionSchema)
+    def get(self, session_id):
+        """Status, answers so far, the current question, and scores once finished."""
+        return Response(dumps(_svc().get(g.principal.tenant, session_id)), mimetype="application/json")
+
+    @require("patient-app")
+    @blp.response(204)
+    def delete(self, session_id):
+        """Abandon the sitting (it takes no more answers; idempotent)."""
+        _svc().abandon(g.principal.tenant, session_id)
+        return "", 204
+
+
+@blp.route("/<string:session_id>/responses")
+class Responses(MethodView):
+    @require("patient-app")
+    @blp.arguments(AnswerSchema)
+    @blp.response(200, SessionSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="session-not-found",
+                      content_type="application/problem+json")
+    @blp.alt_response(409, schema=ProblemSchema, content_type="application/problem+json",
+                      description="seq-conflict, seq-out-of-order, item-not-offered, item-already-answered, "
+                                  "session-finished, session-abandoned, bank-changed")
+    @blp.alt_response(410, schema=ProblemSchema, description="session-expired",
+                      content_type="application/problem+json")
+    def post(self, args, session_id):
+        """Answer (or decline) the current question; returns the next question or the results.
+
+        Retrying an identical request returns the same body; a different answer to a question
+        already answered is 409 (`seq-conflict`)."""
+        # The reply is stored as JSON with the answer (for idempotent retries); send those bytes.
+        return Response(_svc().answer(g.principal.tenant, session_id, args), mimetype="application/json")

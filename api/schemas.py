@@ -1,0 +1,220 @@
+"""Marshmallow schemas at the edge: request validation and the OpenAPI document."""
+from __future__ import annotations
+
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+REF_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+
+class ResponseValue(fields.Field):
+    """A response value as the bank defines it: an integer or a short string (never a boolean)."""
+
+    default_error_messages = {"invalid": "Must be an integer or a string of at most 200 characters."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, int):
+            if abs(value) > 2**53:
+                raise self.make_error("invalid")
+            return value
+        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+            return int(value)
+        if isinstance(value, str) and len(value) <= 200:
+            return value
+        raise self.make_error("invalid")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+    def _jsonschema_type_mapping(self):  # pragma: no cover - documentation only
+        return {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+
+
+class DesignField(fields.Dict):
+    """A CAT design object; validated by the engine (``Design.from_dict``)."""
+
+
+class CreateSessionSchema(Strict):
+    banks = fields.List(fields.String(validate=validate.Regexp(ID_RE)), validate=validate.Length(min=1, max=20),
+                        metadata={"description": "Bank ids to administer in this order (or give `battery`)."})
+    battery = fields.String(validate=validate.Regexp(ID_RE),
+                            metadata={"description": "Battery id, e.g. `pain-core` (or give `banks`)."})
+    patient = fields.String(required=True, validate=validate.Regexp(REF_RE, error="Must be 1-128 characters: "
+                            "letters, digits and . _ : @ - (an opaque reference, never a name)."),
+                            metadata={"description": "Opaque patient reference (pseudonym) chosen by the app."})
+    design = fields.Dict(keys=fields.String(), metadata={"description": "Design overrides for every domain."})
+    designs = fields.Dict(keys=fields.String(validate=validate.Regexp(ID_RE)), values=fields.Dict(),
+                          metadata={"description": "Design overrides per bank id."})
+    exclude_items = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
+                                validate=validate.Length(max=1000),
+                                metadata={"description": "Item ids never to offer to this patient, in any bank."})
+    seed = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1),
+                          metadata={"description": "Random seed (reproducible item selection); random if absent."})
+
+    @ma.validates_schema
+    def _one_source(self, data, **kwargs):
+        if ("banks" in data) == ("battery" in data):
+            raise ma.ValidationError("Give exactly one of `banks` (a list of bank ids) or `battery`.",
+                                     field_name="banks")
+        if "banks" in data and len(set(data["banks"])) != len(data["banks"]):
+            raise ma.ValidationError("A bank may appear only once.", field_name="banks")
+
+
+class AnswerSchema(Strict):
+    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10000),
+                         metadata={"description": "Number of the question answered (the question's `seq`)."})
+    item_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    value = ResponseValue(metadata={"description": "One of the question's option values."})
+    declined = fields.Boolean(truthy={True}, falsy={False},
+                              metadata={"description": "true to decline (skip) the question."})
+
+    @ma.validates_schema
+    def _value_or_declined(self, data, **kwargs):
+        declined = data.get("declined", False)
+        if declined and "value" in data:
+            raise ma.ValidationError("Give either `value` or `\"declined\": true`, not both.", field_name="value")
+        if not declined and "value" not in data:
+            raise ma.ValidationError("Missing `value` (or send `\"declined\": true`).", field_name="value")
+
+
+class OptionSchema(ma.Schema):
+    value = ResponseValue()
+    label = fields.String()
+
+
+class QuestionSchema(ma.Schema):
+    seq = fields.Integer(metadata={"description": "Send this back as `seq` with the answer."})
+    position = fields.Integer(metadata={"description": "1-based number of this question in the sitting."})
+    item_id = fields.String()
+    stem = fields.String()
+    options = fields.List(fields.Nested(OptionSchema))
+    bank_id = fields.String()
+    domain = fields.String()
+    domain_index = fields.Integer(metadata={"description": "0-based index of the domain in the sitting."})
+    n_domains = fields.Integer()
+    recall_period = fields.String()
+    instructions = fields.String()
+
+
+class DomainResultSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    bank_id = fields.String()
+    bank_version = fields.String()
+    domain = fields.String()
+    direction = fields.String()
+    finished = fields.Boolean()
+    estimator = fields.String()
+    flag = fields.String()
+    theta = fields.Float(allow_nan=False)
+    se = fields.Float()
+    t_score = fields.Float()
+    t_se = fields.Float()
+    band = fields.String(allow_none=True)
+    stop_reason = fields.String(allow_none=True, metadata={"description": "Which stop rule fired."})
+    stop_detail = fields.String(allow_none=True)
+    n_answered = fields.Integer()
+    n_declined = fields.Integer()
+    items = fields.List(fields.Raw())
+
+
+class SessionSchema(ma.Schema):
+    id = fields.String()
+    status = fields.String(metadata={"description": "in_progress | finished | abandoned | expired"})
+    patient = fields.String()
+    battery = fields.String(allow_none=True)
+    banks = fields.List(fields.String())
+    created_at = fields.String()
+    updated_at = fields.String()
+    expires_at = fields.String()
+    finished_at = fields.String(allow_none=True)
+    n_responses = fields.Integer(metadata={"description": "Answers and declines accepted so far."})
+    next_seq = fields.Integer(allow_none=True, metadata={"description": "`seq` of the next answer; null when done."})
+    question = fields.Nested(QuestionSchema, allow_none=True)
+    results = fields.List(fields.Nested(DomainResultSchema), allow_none=True)
+    answers = fields.List(fields.Dict(), metadata={"description": "Only on GET: the response log so far."})
+
+
+class BankSummarySchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    id = fields.String()
+    name = fields.String()
+    version = fields.String()
+    domain = fields.String()
+    recall_period = fields.String()
+    direction = fields.String()
+    n_items = fields.Integer()
+    content_hash = fields.String()
+    demo = fields.Boolean()
+
+
+class BankListSchema(ma.Schema):
+    banks = fields.List(fields.Dict())
+    batteries = fields.List(fields.Dict())
+
+
+class PatientResultsQuerySchema(Strict):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10**9))
+
+
+class PatientResultSchema(ma.Schema):
+    session_id = fields.String()
+    battery = fields.String(allow_none=True)
+    banks = fields.List(fields.String())
+    created_at = fields.String()
+    finished_at = fields.String()
+    results = fields.List(fields.Nested(DomainResultSchema))
+
+
+class PatientResultsSchema(ma.Schema):
+    patient = fields.String()
+    sessions = fields.List(fields.Nested(PatientResultSchema))
+
+
+class CreateKeySchema(Strict):
+    role = fields.String(required=True, validate=validate.OneOf(["patient-app", "clinician", "researcher", "admin"]))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class KeySchema(ma.Schema):
+    id = fields.String()
+    tenant = fields.String()
+    name = fields.String()
+    role = fields.String()
+    created_at = fields.String()
+    revoked_at = fields.String(allow_none=True)
+    key = fields.String(metadata={"description": "Only in the response that creates the key."})
+
+
+class SimulationSchema(Strict):
+    bank = fields.String(required=True, validate=validate.Regexp(ID_RE), metadata={"description": "Bank id."})
+    design = fields.Dict(keys=fields.String(), metadata={"description": "Design to simulate (default PROMIS)."})
+    n = fields.Integer(load_default=500, validate=validate.Range(min=1, max=2000),
+                       metadata={"description": "Number of simulees, true θ drawn from the design's prior."})
+    seed = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1))
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details (media type application/problem+json)."""
+
+    type = fields.String(metadata={"description": "Stable URI of the problem type, urn:cat-prom:problem:<code>"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    instance = fields.String()
+    request_id = fields.String()
+    errors = fields.Dict(metadata={"description": "Validation errors by field"})

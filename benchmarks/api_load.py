@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Load test of the HTTP service: N concurrent simulated patients each complete a 4-domain battery.
+
+For each database (SQLite, PostgreSQL) the script starts ``cat-prom serve`` (gunicorn) on a fresh
+database, creates a patient-app key, and runs the patients over loopback with an asyncio client
+(one new TCP connection per request, as a phone on a flaky network would). Two load shapes:
+
+* ``paced``: each patient sends an answer every ``patients / rate`` seconds on average (uniform
+  0.5-1.5 x, measured from the previous send), so the offered load is ``--rate`` answers/s in total
+  (default 500, the target); this measures latency at the target throughput.
+* ``saturate``: no think time (closed loop); this measures the maximum throughput, where latency
+  is mostly queueing (by Little's law, latency ≈ patients / throughput).
+
+Prints answers/s, p50/p95/p99/max latency per answer (ms), and the error count, as a Markdown table.
+
+    .venv/bin/python benchmarks/api_load.py                       # both databases, both shapes
+    .venv/bin/python benchmarks/api_load.py --db sqlite --modes paced --patients 200 --rate 800
+    .venv/bin/python benchmarks/api_load.py --url http://127.0.0.1:8000 --key cpk_...   # existing server
+
+The load generator shares the machine's CPUs with the server; on a 2-core box it takes a real share.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FOUR_DOMAINS = ("pain-intensity", "pain-interference", "physical-function", "sleep-disturbance")
+
+
+# ----------------------------------------------------------------------------- HTTP
+async def http(host, port, method, path, key, body=None, timeout=30.0):
+    data = json.dumps(body).encode() if body is not None else b""
+    head = (f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
+            f"Connection: close\r\n")
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        writer.write(head.encode() + b"\r\n" + data)
+        raw = await asyncio.wait_for(reader.read(-1), timeout)
+    finally:
+        writer.close()
+    head_end = raw.find(b"\r\n\r\n")
+    status = int(raw[9:12])
+    payload = raw[head_end + 4:]
+    if b"Transfer-Encoding: chunked" in raw[:head_end]:
+        payload = _dechunk(payload)
+    return status, (json.loads(payload) if payload else None)
+
+
+def _dechunk(b: bytes) -> bytes:
+    out, i = bytearray(), 0
+    while True:
+        j = b.index(b"\r\n", i)
+        n = int(b[i:j], 16)
+        if n == 0:
+            return bytes(out)
+        out += b[j + 2:j + 2 + n]
+        i = j + 2 + n + 2
+
+
+# -------------------------------------------------------------------------- patients
+async def patient(i, host, port, key, start, think_s, lat, errors, counts, deadline, measure_from):
+    """One simulated patient: starts sittings back to back until the deadline, answering each
+    question from a latent trait (consistent answers) after an optional think time."""
+    rng = random.Random(i)
+    theta = rng.gauss(0, 1)
+    if think_s:
+        await asyncio.sleep(rng.uniform(0, think_s))
+    while time.perf_counter() < deadline:
+        try:
+            status, v = await http(host, port, "POST", "/v1/sessions", key, dict(start, patient=f"bench-{i}"))
+        except Exception as e:  # noqa: BLE001 - counted
+            errors.append(f"create: {type(e).__name__}")
+            await asyncio.sleep(0.05)
+            continue
+        if status != 201:
+            errors.append(f"create {status}")
+            return
+        counts["sessions"] += 1
+        sid = v["id"]
+        while v["status"] == "in_progress" and time.perf_counter() < deadline:
+            q = v["question"]
+            opts = q["options"]
+            k = min(len(opts) - 1, max(0, round((len(opts) - 1) / 2 + 1.2 * theta + rng.gauss(0, 0.7))))
+            body = {"seq": q["seq"], "item_id": q["item_id"], "value": opts[k]["value"]}
+            t0 = time.perf_counter()
+            try:
+                status, nv = await http(host, port, "POST", f"/v1/sessions/{sid}/responses", key, body)
+            except Exception as e:  # noqa: BLE001 - counted, then retried like a phone would
+                errors.append(f"answer: {type(e).__name__}")
+                await asyncio.sleep(0.05)
+                continue
+            t1 = time.perf_counter()
+            if status != 200:
+                errors.append(f"answer {status}")
+                return
+            counts["all_answers"] += 1
+            if t0 >= measure_from:  # after the warm-up
+                lat.append(t1 - t0)
+                counts["answers"] += 1
+            v = nv
+            if think_s:  # the next answer is sent think time after the previous one was *sent*,
+                # so the offered rate does not drop as latency grows (as long as latency < think time)
+                await asyncio.sleep(max(0.0, t0 + think_s * rng.uniform(0.5, 1.5) - time.perf_counter()))
+        if v["status"] == "finished":
+            counts["finished"] += 1
+
+
+async def run_load(host, port, key, start, patients, think_s, duration, warmup):
+    """Run for warmup + duration seconds; answers sent during the warm-up (which includes every
+    patient's first session creation) are not counted."""
+    lat, errors = [], []
+    counts = {"sessions": 0, "answers": 0, "finished": 0, "all_answers": 0}
+    t0 = time.perf_counter()
+    measure_from = t0 + warmup
+    await asyncio.gather(*(patient(i, host, port, key, start, think_s, lat, errors, counts,
+                                   measure_from + duration, measure_from) for i in range(patients)))
+    wall = time.perf_counter() - measure_from
+    return lat, errors, counts, wall
+
+
+def summarise(lat, errors, counts, wall):
+    lat_ms = sorted(x * 1000 for x in lat)
+
+    def pct(p):
+        if not lat_ms:
+            return float("nan")
+        return lat_ms[min(len(lat_ms) - 1, int(round(p / 100 * (len(lat_ms) - 1))))]
+
+    return {"answers": counts["answers"], "sessions_finished": counts["finished"], "wall_s": wall,
+            "answers_per_s": counts["answers"] / wall if wall else 0.0, "p50": pct(50), "p95": pct(95),
+            "p99": pct(99), "max": lat_ms[-1] if lat_ms else float("nan"),
+            "mean": statistics.fmean(lat_ms) if lat_ms else float("nan"), "errors": len(errors),
+            "error_kinds": sorted(set(errors))[:5]}
+
+
+# ---------------------------------------------------------------------------- server
+def group_cpu_seconds(pgid):
+    """User+system CPU seconds of every live process in process group ``pgid`` (Linux /proc)."""
+    if pgid is None or not os.path.isdir("/proc"):
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 (pgrp), after pid and (comm)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_command():
+    exe = shutil.which("cat-prom", path=str(Path(sys.executable).parent)) or shutil.which("cat-prom")
+    if exe:
+        try:
+            if subprocess.run([exe, "serve", "--help"], capture_output=True, timeout=60).returncode == 0:
+                return [exe, "serve"]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return [sys.executable, "-m", "api.cli", "serve"]  # the same code, before cat_prom.cli wires `serve`
+
+
+def _server_priority():
+    """The server runs at normal priority even when the load generator was niced (--client-nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:  # lowering niceness needs privileges; then the server shares the client's
+        pass
+
+
+def start_server(db_url, schema, banks_dir, workers, log_path, threads=None):
+    port = free_port()
+    env = dict(os.environ, CAT_PROM_DATABASE_URL=db_url, CAT_PROM_BANKS_DIR=str(banks_dir),
+               CAT_PROM_LOG_LEVEL=os.environ.get("CAT_PROM_LOG_LEVEL", "WARNING"))
+    if schema:
+        env["CAT_PROM_DATABASE_SCHEMA"] = schema
+    cmd = serve_command() + ["--port", str(port), "--no-bootstrap-keys"]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=_server_priority)
+    deadline = time.monotonic() + 60
+    import urllib.request
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {Path(log_path).read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return proc, port, " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd[:3]))
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server did not become ready")
+
+
+def stop_server(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def banks_folder(arg, bank_ids):
+    if arg:
+        return Path(arg), None
+    repo_banks = REPO / "item_banks"
+    if all((repo_banks / f"{b}.json").exists() for b in bank_ids):
+        return repo_banks, None  # the demo banks
+    sys.path.insert(0, str(REPO / "tests" / "api"))
+    from apibanks import write_banks  # synthetic 4-bank battery used by the API tests
+    tmp = tempfile.mkdtemp(prefix="cat-prom-bench-banks-")
+    return write_banks(tmp), tmp
+
+
+def prepare_db(kind, pg_url, tmpdir):
+    from api import keys as keys_mod
+    from api.db import Database
+    if kind == "sqlite":
+        url, schema = f"sqlite:///{tmpdir}/bench.sqlite", None
+    else:
+        url, schema = pg_url, "bench_" + uuid.uuid4().hex[:10]
+    db = Database(url, schema=schema)
+    db.migrate()
+    key = keys_mod.create_key(db, role="patient-app", name="api_load benchmark")["key"]
+    db.dispose()
+    return url, schema, key
+
+
+def drop_schema(pg_url, schema):
+    import sqlalchemy as sa
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        c.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    eng.dispose()
+
+
+# ------------------------------------------------------------------------------ main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--patients", type=int, default=100)
+    ap.add_argument("--db", default="sqlite,postgres", help="comma list: sqlite, postgres")
+    ap.add_argument("--modes", default="paced,saturate", help="comma list: paced, saturate")
+    ap.add_argument("--rate", type=float, default=500.0, help="offered answers/s in paced mode")
+    ap.add_argument("--duration", type=float, default=15.0,
+                    help="measured seconds per run; each patient completes sittings back to back until then")
+    ap.add_argument("--warmup", type=float, default=3.0,
+                    help="seconds before measuring starts (covers the burst of first session creations)")
+    ap.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: cat-prom serve's)")
+    ap.add_argument("--threads", type=int, default=None, help="threads per worker (default: cat-prom serve's)")
+    ap.add_argument("--banks", default=",".join(FOUR_DOMAINS),
+                    help="comma list of bank ids each patient completes in one sitting (default: 4 domains)")
+    ap.add_argument("--battery", help="administer this battery instead of --banks")
+    ap.add_argument("--banks-dir")
+    ap.add_argument("--pg-url", default=os.environ.get("CAT_PROM_BENCH_PG_URL", DEFAULT_PG))
+    ap.add_argument("--url", help="use this running server instead of starting one (needs --key)")
+    ap.add_argument("--key", help="patient-app key for --url")
+    ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--client-nice", type=int, default=0,
+                    help="lower the load generator's CPU priority by this much (the server keeps its own)")
+    args = ap.parse_args(argv)
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bank_ids = [b.strip() for b in args.banks.split(",") if b.strip()]
+    start = {"battery": args.battery} if args.battery else {"banks": bank_ids}
+    rows = []
+    env_line = (f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                f"load average before start {os.getloadavg()[0]:.2f}")
+    print(env_line, file=sys.stderr)
+
+    def one(host, port, key, db_label, workers_label, cmd, pgid=None):
+        for mode in modes:
+            think = args.patients / args.rate if mode == "paced" else 0.0
+            srv0, cli0 = group_cpu_seconds(pgid), time.process_time()
+            lat, errors, counts, wall = asyncio.run(
+                run_load(host, port, key, start, args.patients, think, args.duration, args.warmup))
+            srv_cpu, cli_cpu = group_cpu_seconds(pgid) - srv0, time.process_time() - cli0
+            s = summarise(lat, errors, counts, wall)
+            n = max(counts["all_answers"], 1)  # CPU covers the warm-up too
+            s["server_cpu_ms_per_answer"] = srv_cpu * 1000 / n
+            s["client_cpu_ms_per_answer"] = cli_cpu * 1000 / n
+            s.update(db=db_label, mode=mode, patients=args.patients,
+                     workers=f"{workers_label}x{args.threads}t" if args.threads and args.threads > 1 else workers_label,
+                     offered=f"{args.rate:g}/s" if mode == "paced" else "max", command=cmd,
+                     load_after=os.getloadavg()[0])
+            rows.append(s)
+            print(f"  {db_label:<10} {mode:<9} {s['answers']:>6} answers in {s['wall_s']:.1f}s -> "
+                  f"{s['answers_per_s']:.0f}/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
+                  f"errors {s['errors']} {s['error_kinds']}; CPU/answer server {s['server_cpu_ms_per_answer']:.2f} ms, "
+                  f"client {s['client_cpu_ms_per_answer']:.2f} ms", file=sys.stderr)
+
+    if args.client_nice:
+        os.nice(args.client_nice)  # servers started later reset their own priority (_server_priority)
+    if args.url:
+        from urllib.parse import urlparse
+        u = urlparse(args.url)
+        one(u.hostname, u.port or 80, args.key, "external", "?", args.url)
+    else:
+        from api.cli import default_workers
+        banks_dir, tmp_banks = banks_folder(args.banks_dir, bank_ids)
+        for kind in [d.strip() for d in args.db.split(",") if d.strip()]:
+            tmpdir = tempfile.mkdtemp(prefix=f"cat-prom-bench-{kind}-")
+            try:
+                url, schema, key = prepare_db(kind, args.pg_url, tmpdir)
+            except Exception as e:  # noqa: BLE001
+                print(f"skipping {kind}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            workers = args.workers or default_workers(url)
+            proc, port, cmd = start_server(url, schema, banks_dir, workers, f"{tmpdir}/server.log", args.threads)
+            try:
+                one("127.0.0.1", port, key, kind, workers, cmd, pgid=proc.pid)
+            finally:
+                stop_server(proc)
+                if os.environ.get("CAT_PROM_BENCH_KEEP_LOG"):
+                    shutil.copy(f"{tmpdir}/server.log", os.environ["CAT_PROM_BENCH_KEEP_LOG"] + f".{kind}.log")
+                if schema:
+                    drop_schema(args.pg_url, schema)
+                shutil.rmtree(tmpdir, ignore_errors=True)
+        if tmp_banks:
+            shutil.rmtree(tmp_banks, ignore_errors=True)
+
+    what = f"battery {args.battery}" if args.battery else f"banks {', '.join(bank_ids)} (default designs)"
+    print(f"\n{env_line}; server: `{rows[0]['command'] if rows else '-'}`; each patient: {what}\n")
+    print("| database | load | patients | workers | answers | answers/s | p50 ms | p95 ms | p99 ms | max ms "
+          "| errors | sittings finished | server CPU ms/answer | client CPU ms/answer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['db']} | {r['mode']} ({r['offered']}) | {r['patients']} | {r['workers']} | {r['answers']} | "
+              f"{r['answers_per_s']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
+              f"{r['errors']} | {r['sessions_finished']} | {r['server_cpu_ms_per_answer']:.2f} | "
+              f"{r['client_cpu_ms_per_answer']:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Fixtures for the API tests: an app on a fresh SQLite file, banks, keys, a client.
+
+PostgreSQL: tests marked ``postgres`` use the server at ``CAT_PROM_TEST_PG_URL``
+(default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), each test in its
+own schema. They are skipped when it is unreachable, unless ``CI=true``, where
+an unreachable server fails them.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from apibanks import write_banks  # noqa: E402
+from apihelpers import IN_CI, PG_URL, Keys, make_app, pg_available  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def banks_dir(tmp_path_factory) -> Path:
+    return write_banks(tmp_path_factory.mktemp("banks"))
+
+
+@pytest.fixture
+def app(tmp_path, banks_dir):
+    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'test.sqlite'}")
+    yield app
+    app.extensions["cat_prom"].db.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def keys(app):
+    return Keys(app)
+
+
+@pytest.fixture
+def patient_h(keys):
+    return keys["patient-app"]
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    err = pg_available()
+    if err:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_URL} is required when CI=true but unreachable: {err}")
+        pytest.skip(f"PostgreSQL at {PG_URL} unreachable ({err}); set CI=true to make this a failure")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema(pg_url):
+    """A fresh schema for one test, dropped afterwards."""
+    import sqlalchemy as sa
+    schema = "t_" + uuid.uuid4().hex[:12]
+    yield schema
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        c.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    eng.dispose()
+
+
+@pytest.fixture
+def pg_app(banks_dir, pg_url, pg_schema):
+    app = make_app(banks_dir, pg_url, DATABASE_SCHEMA=pg_schema)
+    yield app
+    app.extensions["cat_prom"].db.dispose()

@@ -1,0 +1,133 @@
+"""PostgreSQL: the real server at 127.0.0.1:5432 (required when CI=true), one schema per test."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from apihelpers import Keys, make_app, run_session
+from apiserver import REPO, Server, request
+
+from api import keys as keys_mod
+from api.db import Database
+
+pytestmark = pytest.mark.postgres
+
+
+def test_full_session_on_postgres(pg_app):
+    k = Keys(pg_app)
+    c = pg_app.test_client()
+    first, last, n = run_session(c, k["patient-app"])
+    assert last["status"] == "finished" and len(last["results"]) == 4
+    g = c.get(f"/v1/sessions/{first['id']}", headers=k["patient-app"]).json
+    assert len(g["answers"]) == n
+    r = c.get("/v1/patients/p-001/results", headers=k["clinician"]).json
+    assert [s["session_id"] for s in r["sessions"]] == [first["id"]]
+    assert c.get("/readyz").json["checks"]["database"] == "ok"
+
+
+def test_idempotent_retry_on_postgres(pg_app):
+    h = Keys(pg_app)["patient-app"]
+    c = pg_app.test_client()
+    v = c.post("/v1/sessions", json={"battery": "pain-core", "patient": "p"}, headers=h).json
+    body = {"seq": 1, "item_id": v["question"]["item_id"], "value": 3}
+    r1 = c.post(f"/v1/sessions/{v['id']}/responses", json=body, headers=h)
+    r2 = c.post(f"/v1/sessions/{v['id']}/responses", json=body, headers=h)
+    assert r1.status_code == r2.status_code == 200 and r1.json == r2.json
+    r3 = c.post(f"/v1/sessions/{v['id']}/responses", json=dict(body, value=4), headers=h)
+    assert r3.status_code == 409
+
+
+def test_concurrent_answers_serialised_by_row_lock(banks_dir, pg_url, pg_schema):
+    apps = [make_app(banks_dir, pg_url, DATABASE_SCHEMA=pg_schema) for _ in range(3)]
+    h = Keys(apps[0])["patient-app"]
+    try:
+        for trial in range(4):
+            v = apps[0].test_client().post("/v1/sessions", json={"battery": "pain-core", "patient": "p"},
+                                           headers=h).json
+            out = [None] * 5
+            barrier = threading.Barrier(5)
+
+            def go(i):
+                c = apps[i % 3].test_client()
+                barrier.wait()
+                out[i] = c.post(f"/v1/sessions/{v['id']}/responses", headers=h,
+                                json={"seq": 1, "item_id": v["question"]["item_id"], "value": i + 1})
+
+            ts = [threading.Thread(target=go, args=(i,)) for i in range(5)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            codes = sorted(r.status_code for r in out)
+            assert codes == [200, 409, 409, 409, 409], codes
+            g = apps[2].test_client().get(f"/v1/sessions/{v['id']}", headers=h).json
+            assert g["n_responses"] == 1
+            winner = next(r for r in out if r.status_code == 200)
+            assert winner.json["n_responses"] == 1 and g["answers"][0]["value"] in range(1, 6)
+    finally:
+        for a in apps:
+            a.extensions["cat_prom"].db.dispose()
+
+
+def test_concurrent_migrations_from_many_processes(pg_url, pg_schema):
+    code = ("import sys; from api.db import Database; "
+            "db = Database(sys.argv[1], schema=sys.argv[2]); db.migrate(); db.dispose()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_url, pg_schema], cwd=str(REPO),
+                              stderr=subprocess.PIPE) for _ in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()[-2000:]
+    db = Database(pg_url, schema=pg_schema)
+    with db.read() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+        assert c.execute(sa.text("SELECT count(*) FROM sessions")).scalar_one() == 0
+    db.dispose()
+
+
+@pytest.mark.slow
+def test_session_continues_on_another_server_process(banks_dir, pg_url, pg_schema, tmp_path):
+    """Two `cat-prom serve` processes (2 workers each) over one PostgreSQL: a patient switches between them."""
+    db = Database(pg_url, schema=pg_schema)
+    db.migrate()
+    h = {"Authorization": "Bearer " + keys_mod.create_key(db, role="patient-app", name="t")["key"]}
+    db.dispose()
+    a = Server(db_url=pg_url, schema=pg_schema, banks_dir=banks_dir, workers=2, log_path=tmp_path / "a.log")
+    b = Server(db_url=pg_url, schema=pg_schema, banks_dir=banks_dir, workers=2, log_path=tmp_path / "b.log")
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        status, v = request(a.base, "POST", "/v1/sessions", {"battery": "pain-core", "patient": "x", "seed": 3}, h)
+        assert status == 201
+        sid, n = v["id"], 0
+        servers = [b, b, a, b, a, a]
+        while v["status"] == "in_progress":
+            q = v["question"]
+            srv = servers[n % len(servers)]
+            status, v = request(srv.base, "POST", f"/v1/sessions/{sid}/responses",
+                                {"seq": q["seq"], "item_id": q["item_id"], "value": 1 + n % 5}, h)
+            assert status == 200, v
+            # the other server sees the answer at once
+            other = a if srv is b else b
+            status, g = request(other.base, "GET", f"/v1/sessions/{sid}", headers=h)
+            assert g["n_responses"] == n + 1 and g["question"] == v["question"]
+            n += 1
+        assert v["status"] == "finished" and len(v["results"]) == 4
+        # the same answers in-process give the same items and scores (replay is exact)
+        app = make_app(banks_dir, pg_url, DATABASE_SCHEMA=pg_schema)
+        c = app.test_client()
+        ref = c.post("/v1/sessions", json={"battery": "pain-core", "patient": "x", "seed": 3}, headers=h).json
+        m = 0
+        while ref["status"] == "in_progress":
+            q = ref["question"]
+            ref = c.post(f"/v1/sessions/{ref['id']}/responses", headers=h,
+                         json={"seq": q["seq"], "item_id": q["item_id"], "value": 1 + m % 5}).json
+            m += 1
+        assert m == n and ref["results"] == v["results"]
+        app.extensions["cat_prom"].db.dispose()
+    finally:
+        a.stop()
+        b.stop()
