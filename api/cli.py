@@ -27,10 +27,16 @@ def add_subcommands(subparsers) -> None:
                                           "for tenant 'default' and prints them once.")
     p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")))
-    p.add_argument("--workers", type=int, default=None,
-                   help="gunicorn worker processes (default: CPUs - 1, at least 1)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "1")),
-                   help="threads per worker (default 1: gunicorn's sync worker; more: its gthread worker)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="gunicorn worker processes (default: one per CPU)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "2")), metavar="N",
+                   help="threads per worker (default 2)")
+    p.add_argument("--worker-class", choices=("auto", "gthread", "sync"),
+                   default=os.environ.get("CAT_PROM_WORKER_CLASS", "auto"),
+                   help="gunicorn worker: gthread (threads, keep-alive connections) or sync (one request at a "
+                        "time, a new connection per request); auto (default): gthread, or sync with --threads 1")
+    p.add_argument("--keepalive", type=int, default=int(os.environ.get("CAT_PROM_KEEPALIVE", "30")), metavar="SECONDS",
+                   help="seconds an idle keep-alive connection is kept open (gthread; default 30)")
     p.add_argument("--debug", action="store_true", help="Flask's debug server (development only)")
     p.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
     p.add_argument("--banks-dir", help="sets CAT_PROM_BANKS_DIR")
@@ -151,14 +157,27 @@ def run_keys(args) -> int:
 
 # ----------------------------------------------------------------------- serve
 def default_workers(database_url: str | None = None) -> int:
-    """CPUs - 1 (at least 1): one CPU is left for the database and the OS.
+    """One worker process per CPU (each with ``--threads`` threads, default 2).
 
-    Workers are CPU-bound and each keeps its own cache of live sessions. With W workers a
-    request lands on the worker that served the session's previous answer only 1/W of the
-    time; otherwise the session is rebuilt by replaying its log, which costs more CPU than the
-    extra workers win back (benchmarks/api_load.py: on 2 CPUs one worker gave the lowest CPU
-    per answer and the best tail latency). gunicorn restarts a worker that dies."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    Each worker keeps the sittings it serves in memory. Clients that keep their connection
+    alive (apps' HTTP clients do; gunicorn's gthread worker supports it) stay on one worker, so
+    their session is found in that worker's cache; a request on a new connection may land on
+    another worker, which then rebuilds the session by replaying its log (≈ 0.3 ms for a
+    4-domain sitting). Two threads per worker overlap one request's database wait (PostgreSQL
+    round trips and commit flush, SQLite's write lock) with another's CPU work.
+    benchmarks/results/api_load.md has the measurements behind these defaults."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _freeze_heap() -> None:
+    """Move everything allocated while loading the app (modules, banks, grid tables) out of the
+    cyclic garbage collector's sight (``gc.freeze``). Otherwise every full collection walks those
+    ~10^5 objects, a 38 ms stall of the worker measured here that queues every request behind it;
+    CPython runs one whenever the objects surviving into the oldest generation have grown by a
+    quarter, which cached sittings do under load (benchmarks/results/api_load.md)."""
+    import gc
+    gc.collect()
+    gc.freeze()
 
 
 def run_serve(args) -> int:
@@ -178,17 +197,19 @@ def run_serve(args) -> int:
     from gunicorn.app.base import BaseApplication
 
     workers = args.workers or default_workers(settings["CAT_PROM_DATABASE_URL"])
+    worker_class = args.worker_class
+    if worker_class == "auto":
+        worker_class = "gthread" if args.threads > 1 else "sync"
     os.environ["CAT_PROM_AUTO_MIGRATE"] = "0"  # done above; workers skip it and boot faster
 
     class _Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", workers)
-            if args.threads > 1:
-                self.cfg.set("worker_class", "gthread")
-                self.cfg.set("threads", args.threads)
-            else:
-                self.cfg.set("worker_class", "sync")
+            self.cfg.set("worker_class", worker_class)
+            if worker_class == "gthread":
+                self.cfg.set("threads", max(1, args.threads))
+                self.cfg.set("keepalive", args.keepalive)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("backlog", 2048)
@@ -199,7 +220,9 @@ def run_serve(args) -> int:
 
         def load(self):
             from . import create_app
-            return create_app()
+            app = create_app()
+            _freeze_heap()
+            return app
 
     print(f"cat-prom: serving on http://{args.host}:{args.port} with {workers} worker{'s' if workers != 1 else ''} "
           f"(API reference: http://{args.host}:{args.port}/v1/docs)", flush=True)

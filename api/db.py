@@ -17,6 +17,7 @@ by ``UPDATE`` / ``SELECT ... FOR UPDATE``); see :mod:`api.service`.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import fcntl
@@ -78,6 +79,46 @@ responses = sa.Table(
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# The answer route's statements in each driver's parameter style (see Database.fetch_session).
+SESSION_COLUMNS = tuple(c.name for c in sessions.columns)
+SessionRow = collections.namedtuple("SessionRow", SESSION_COLUMNS)
+_DT_INDEXES = tuple(i for i, c in enumerate(sessions.columns) if isinstance(c.type, sa.DateTime))
+UPD_COLUMNS = ("state", "version", "n_responses", "status", "updated_at", "expires_at", "finished_at", "question",
+               "result")
+_RESPONSE_COLUMNS = ("session_id", "seq", "item_id", "value", "declined", "created_at", "reply")  # session_id first
+
+
+def _statements(ph: str) -> dict[str, str]:
+    cols = ", ".join(SESSION_COLUMNS)
+    sets = ", ".join(f"{c} = {ph}" for c in UPD_COLUMNS)
+    rcols = ", ".join(_RESPONSE_COLUMNS)
+    return {
+        "select": f"SELECT {cols} FROM sessions WHERE id = {ph} AND tenant = {ph}",
+        "update": f"UPDATE sessions SET {sets} WHERE id = {ph} AND version = {ph}",
+        "insert": f"INSERT INTO responses ({rcols}) VALUES ({', '.join([ph] * len(_RESPONSE_COLUMNS))})",
+        # PostgreSQL: update and append as one statement; the INSERT appends only if the UPDATE matched.
+        "advance": (f"WITH advanced AS (UPDATE sessions SET {sets} WHERE id = {ph} AND version = {ph} "
+                    f"RETURNING id) INSERT INTO responses ({rcols}) SELECT id, "
+                    f"{', '.join([ph] * (len(_RESPONSE_COLUMNS) - 1))} FROM advanced"),
+    }
+
+
+_SQL_SQLITE = _statements("?")
+_SQL_PG = _statements("%s")
+
+
+def _sqlite_dt(value: dt.datetime) -> str:
+    """A datetime as SQLAlchemy's SQLite dialect stores it (UTC wall time, microseconds)."""
+    value = as_utc(value)
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
+            f"{value.second:02d}.{value.microsecond:06d}")
+
+
+def _parse_sqlite_dt(value) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return as_utc(value)
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
 
 
 def utcnow() -> dt.datetime:
@@ -185,6 +226,90 @@ class Database:
             self._lock_fd = os.open(self.sqlite_path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_pid = os.getpid()
         return self._lock_fd
+
+    # ------------------------------------------------ the answer route's hot path
+    # One answer is one session read and one conditional advance (update + append). Through
+    # SQLAlchemy Core those cost ~80 us and ~250 us of Python per answer; on the pooled DBAPI
+    # connection ~12 us and ~60 us. Same tables, same SQL, same transactions, same durability;
+    # DBAPI errors are re-raised as SQLAlchemy's, so the error handlers see what they always saw.
+    @contextlib.contextmanager
+    def _raw(self):
+        pooled = self.engine.raw_connection()
+        dbapi = pooled.driver_connection
+        try:
+            if self.is_postgres:
+                dbapi.autocommit = True  # each statement is its own transaction: no BEGIN/COMMIT trips
+            yield dbapi
+        except self._dbapi_error as e:
+            invalid = self.engine.dialect.is_disconnect(e, dbapi, None)
+            if invalid:
+                pooled.invalidate(e)
+            raise sa.exc.DBAPIError.instance(None, None, e, self._dbapi_error,
+                                              connection_invalidated=invalid) from e
+        finally:
+            if self.is_postgres and pooled.is_valid and not dbapi.closed:
+                dbapi.autocommit = False  # as SQLAlchemy expects pooled connections to be
+            pooled.close()  # back to the pool
+
+    @property
+    def _dbapi_error(self):
+        return self.engine.dialect.loaded_dbapi.Error
+
+    def fetch_session(self, sid: str, tenant: str):
+        """The ``sessions`` row of ``sid`` in ``tenant`` (a :data:`SessionRow`), or None. Autocommit:
+        one statement, one consistent row."""
+        sql = _SQL_SQLITE if self.is_sqlite else _SQL_PG
+        with self._raw() as c:
+            cur = c.cursor()
+            try:
+                cur.execute(sql["select"], (sid, tenant))
+                r = cur.fetchone()
+            finally:
+                cur.close()
+        if r is None:
+            return None
+        if self.is_sqlite:
+            r = list(r)
+            for i in _DT_INDEXES:
+                if r[i] is not None:
+                    r[i] = _parse_sqlite_dt(r[i])
+        return SessionRow._make(r)
+
+    def advance_session(self, sid: str, old_version: int, upd: dict, response: dict) -> bool:
+        """In ONE transaction: update the session row to ``upd`` only if its version is still
+        ``old_version``, and append ``response`` (session_id, seq, item_id, value, declined,
+        created_at, reply) to the response log. False (nothing written) when the version moved.
+
+        SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, COMMIT.
+        PostgreSQL: one statement (the INSERT selects from the UPDATE's RETURNING), atomic on its
+        own, in autocommit: one round trip, committed (and flushed, with synchronous_commit on)
+        before it returns."""
+        params = [upd[c] for c in UPD_COLUMNS] + [sid, old_version]
+        rparams = [response[c] for c in _RESPONSE_COLUMNS[1:]]
+        if self.is_postgres:
+            with self._raw() as c:
+                cur = c.cursor()
+                try:
+                    cur.execute(_SQL_PG["advance"], params + rparams)
+                    return cur.rowcount == 1
+                finally:
+                    cur.close()
+        params = [_sqlite_dt(v) if isinstance(v, dt.datetime) else v for v in params]
+        rparams = [_sqlite_dt(v) if isinstance(v, dt.datetime) else (int(v) if isinstance(v, bool) else v)
+                   for v in rparams]
+        with self._sqlite_writer(), self._raw() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if c.execute(_SQL_SQLITE["update"], params).rowcount != 1:
+                    c.execute("ROLLBACK")
+                    return False
+                c.execute(_SQL_SQLITE["insert"], [sid] + rparams)
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        return True
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

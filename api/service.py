@@ -41,27 +41,8 @@ _bp = sa.bindparam
 _SEL_SESSION = sa.select(sessions).where(sessions.c.id == _bp("p_sid"), sessions.c.tenant == _bp("p_tenant"))
 _SEL_SESSION_FOR_UPDATE = _SEL_SESSION.with_for_update()
 _SEL_RESPONSE = sa.select(responses).where(responses.c.session_id == _bp("p_sid"), responses.c.seq == _bp("p_seq"))
-_INS_RESPONSE = responses.insert()
 _INS_SESSION = sessions.insert()
-_UPD_COLUMNS = ("state", "version", "n_responses", "status", "updated_at", "expires_at", "finished_at", "question",
-                "result")
-_UPD_SESSION = (sessions.update()
-                .where(sessions.c.id == _bp("p_sid"), sessions.c.version == _bp("p_old_version"))
-                .values({c: _bp("p_" + c) for c in _UPD_COLUMNS}))
-# PostgreSQL: the conditional update and the log append as ONE statement (atomic on its own,
-# so it runs in autocommit: one round trip instead of BEGIN/UPDATE/INSERT/COMMIT). The INSERT
-# selects from the UPDATE's RETURNING, so it appends the response only if the update happened.
-_PG_ADVANCE = sa.text(
-    "WITH advanced AS (UPDATE sessions SET "
-    + ", ".join(f"{c} = :p_{c}" for c in _UPD_COLUMNS)
-    + " WHERE id = :p_sid AND version = :p_old_version RETURNING id) "
-    "INSERT INTO responses (session_id, seq, item_id, value, declined, created_at, reply) "
-    "SELECT id, :r_seq, :r_item_id, :r_value, :r_declined, :r_created_at, :r_reply FROM advanced"
-).bindparams(sa.bindparam("p_updated_at", type_=sa.DateTime(timezone=True)),
-             sa.bindparam("p_expires_at", type_=sa.DateTime(timezone=True)),
-             sa.bindparam("p_finished_at", type_=sa.DateTime(timezone=True)),
-             sa.bindparam("r_created_at", type_=sa.DateTime(timezone=True)),
-             sa.bindparam("r_declined", type_=sa.Boolean()))
+# The answer route's read and conditional advance are Database.fetch_session / advance_session.
 
 
 class SessionCache:
@@ -149,6 +130,7 @@ class SessionService:
         self.registry = registry
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.cache = SessionCache(cache_size)
+        self._options: dict[tuple[str, str], list] = {}  # (bank id, item id) -> plain options (banks are frozen)
 
     # ------------------------------------------------------------------ create
     def create(self, tenant: str, args: dict) -> tuple[str, str]:
@@ -251,11 +233,11 @@ class SessionService:
         value_json = None if declined else dumps(value)
         # Autocommit reads: the responses row and the session update commit together, so a
         # response with seq <= n_responses is always visible once the session row says so.
-        with self.db.read(snapshot=False) as conn:
-            row = conn.execute(_SEL_SESSION, {"p_sid": sid, "p_tenant": tenant}).first()
-            if row is None:
-                raise _not_found(sid)
-            if seq <= row.n_responses:
+        row = self.db.fetch_session(sid, tenant)
+        if row is None:
+            raise _not_found(sid)
+        if seq <= row.n_responses:
+            with self.db.read(snapshot=False) as conn:
                 prev = conn.execute(_SEL_RESPONSE, {"p_sid": sid, "p_seq": seq}).first()
                 if (prev is not None and prev.item_id == item_id and bool(prev.declined) == declined
                         and (declined or prev.value == value_json)):
@@ -293,7 +275,8 @@ class SessionService:
         finished = bool(battery.finished)
         n = row.n_responses + 1
         new_version = row.version + 1
-        question = None if finished else self._question(battery, n + 1, len(json.loads(row.bank_ids)))
+        bank_ids = json.loads(row.bank_ids)
+        question = None if finished else self._question(battery, n + 1, len(bank_ids))
         result = clean(battery.results()) if finished else None
         upd = {
             "state": dumps(battery.to_dict()), "version": new_version, "n_responses": n,
@@ -302,30 +285,31 @@ class SessionService:
             "question": dumps(question) if question else None,
             "result": dumps(result) if finished else None,
         }
-        merged = dict(row._mapping)
-        merged.update(upd)
-        reply = dumps(self._view(merged, now))
-        params = {"p_" + k: v for k, v in upd.items()}
-        params.update(p_sid=sid, p_old_version=row.version)
-        if self.db.is_postgres:
-            params.update(r_seq=seq, r_item_id=item_id, r_value=value_json, r_declined=declined, r_created_at=now,
-                          r_reply=reply)
-            with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                if conn.execute(_PG_ADVANCE, params).rowcount != 1:
-                    return None  # another request moved the session on first: start again
-            self.cache.put(sid, new_version, battery)
-            return reply
-        try:
-            with self.db.write() as conn:
-                res = conn.execute(_UPD_SESSION, params)
-                if res.rowcount != 1:
-                    raise _LostRace
-                conn.execute(_INS_RESPONSE, {"session_id": sid, "seq": seq, "item_id": item_id, "value": value_json,
-                                             "declined": declined, "created_at": now, "reply": reply})
-        except _LostRace:
-            return None  # another request moved the session on first (rolled back): start again
-        self.cache.put(sid, new_version, battery)
+        # The reply is what _view() would render from the updated row, built from the objects
+        # in hand rather than by decoding the JSON columns just encoded.
+        reply = dumps({
+            "id": row.id, "status": upd["status"], "patient": row.patient_ref, "battery": row.battery_id,
+            "banks": bank_ids, "created_at": iso(row.created_at), "updated_at": iso(now),
+            "expires_at": iso(upd["expires_at"]), "finished_at": iso(upd["finished_at"]), "n_responses": n,
+            "next_seq": None if finished else n + 1, "question": question, "results": result,
+        })
+        # One transaction: the session row moves to new_version only if it is still at row.version,
+        # and the response row is appended with it (see Database.advance_session).
+        if not self.db.advance_session(sid, row.version, upd, {
+                "seq": seq, "item_id": item_id, "value": value_json, "declined": declined, "created_at": now,
+                "reply": reply}):
+            return None  # another request moved the session on first (nothing written): start again
+        self._keep(sid, new_version, battery, finished)
         return reply
+
+    def _keep(self, sid: str, version: int, battery, finished: bool) -> None:
+        # A finished sitting takes no more answers (a retry of its last one is served from the
+        # stored reply), so it is not kept: the cache then holds only live sittings, which also
+        # keeps the garbage collector's full passes short.
+        if finished:
+            self.cache.discard(sid)
+        else:
+            self.cache.put(sid, version, battery)
 
     # -------------------------------------------------------------------- read
     def get(self, tenant: str, sid: str, *, with_answers: bool = True) -> dict:
@@ -388,13 +372,20 @@ class SessionService:
         bank = battery.current_bank
         q = {
             "seq": seq, "position": seq, "item_id": item.id, "stem": item.stem,
-            "options": clean(item.options()), "bank_id": bank.id, "domain": bank.domain,
+            "options": self._item_options(bank, item), "bank_id": bank.id, "domain": bank.domain,
             "domain_index": int(battery.domain_index), "n_domains": n_domains,
             "recall_period": bank.recall_period,
         }
         if getattr(bank, "instructions", ""):
             q["instructions"] = bank.instructions
         return q
+
+    def _item_options(self, bank, item) -> list:
+        key = (bank.id, item.id)
+        opts = self._options.get(key)
+        if opts is None:
+            opts = self._options[key] = clean(item.options())
+        return opts  # only ever serialised, never mutated
 
     def _view(self, row, now: dt.datetime) -> dict:
         r = row if isinstance(row, dict) else dict(row)
@@ -409,10 +400,6 @@ class SessionService:
             "question": json.loads(r["question"]) if in_progress and r["question"] else None,
             "results": json.loads(r["result"]) if r["result"] else None,
         }
-
-
-class _LostRace(Exception):
-    """The session's version changed between our read and our write."""
 
 
 def _not_found(sid: str) -> Problem:

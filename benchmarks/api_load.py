@@ -2,8 +2,12 @@
 """Load test of the HTTP service: N concurrent simulated patients each complete a 4-domain battery.
 
 For each database (SQLite, PostgreSQL) the script starts ``cat-prom serve`` (gunicorn) on a fresh
-database, creates a patient-app key, and runs the patients over loopback with an asyncio client
-(one new TCP connection per request, as a phone on a flaky network would). Two load shapes:
+database, creates a patient-app key, and runs the patients over loopback with an asyncio client.
+Each patient keeps one HTTP/1.1 keep-alive connection, as an app's HTTP client does, and reopens
+it when the server has closed it (``--connection close``: a new TCP connection for every request,
+as the first version of this script did). Latency is per answer, measured by the client from the
+first byte sent (or the connect, when one is needed) to the last byte of the reply. Throughput is
+the answers completed inside the measured window divided by its length. Two load shapes:
 
 * ``paced``: each patient sends an answer every ``patients / rate`` seconds on average (uniform
   0.5-1.5 x, measured from the previous send), so the offered load is ``--rate`` answers/s in total
@@ -27,6 +31,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -45,48 +50,104 @@ FOUR_DOMAINS = ("pain-intensity", "pain-interference", "physical-function", "sle
 
 
 # ----------------------------------------------------------------------------- HTTP
-async def http(host, port, method, path, key, body=None, timeout=30.0):
-    data = json.dumps(body).encode() if body is not None else b""
-    head = (f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
-            f"Connection: close\r\n")
-    if body is not None:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    try:
-        writer.write(head.encode() + b"\r\n" + data)
-        raw = await asyncio.wait_for(reader.read(-1), timeout)
-    finally:
-        writer.close()
-    head_end = raw.find(b"\r\n\r\n")
-    status = int(raw[9:12])
-    payload = raw[head_end + 4:]
-    if b"Transfer-Encoding: chunked" in raw[:head_end]:
-        payload = _dechunk(payload)
-    return status, (json.loads(payload) if payload else None)
+class Conn:
+    """One patient's HTTP/1.1 connection to the server.
+
+    ``keep_alive=True``: the connection is reused for the patient's next request, as a phone app's
+    HTTP client does (it is reopened when the server closed it: gunicorn's sync worker closes
+    every connection, its gthread worker after ``keepalive`` idle seconds). ``keep_alive=False``:
+    a new TCP connection per request (``Connection: close``). Either way a request's latency runs
+    from the first byte sent (or the connect, when a connection has to be opened) to the last
+    byte received.
+    """
+
+    def __init__(self, host, port, key, keep_alive=True, timeout=30.0):
+        self.host, self.port, self.key, self.keep_alive, self.timeout = host, port, key, keep_alive, timeout
+        self.reader = self.writer = None
+        self.connects = 0
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, method, path, body=None):
+        try:
+            return await self._request(method, path, body)
+        except BaseException:
+            self.close()  # a timed-out or broken exchange leaves the connection unusable
+            raise
+
+    async def _request(self, method, path, body):
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {self.key}\r\n"
+                f"Connection: {'keep-alive' if self.keep_alive else 'close'}\r\n")
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        msg = head.encode() + b"\r\n" + data
+        for attempt in (0, 1):
+            reused = self.writer is not None
+            if not reused:
+                self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                                  self.timeout)
+                self.connects += 1
+            try:
+                self.writer.write(msg)
+                raw_head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), self.timeout)
+            except (asyncio.IncompleteReadError, ConnectionError) as e:
+                self.close()
+                # a kept-alive connection the server had already closed: reopen and send again
+                # (the answer API is idempotent per seq, so a resend is always safe)
+                if reused and attempt == 0 and (not isinstance(e, asyncio.IncompleteReadError) or not e.partial):
+                    continue
+                raise
+            break
+        status = int(raw_head[9:12])
+        headers = raw_head.lower()
+        m = re.search(rb"\r\ncontent-length:\s*(\d+)", headers)
+        if m:
+            payload = await asyncio.wait_for(self.reader.readexactly(int(m.group(1))), self.timeout)
+        elif b"transfer-encoding: chunked" in headers:
+            payload = await asyncio.wait_for(_read_chunked(self.reader), self.timeout)
+        else:
+            payload = await asyncio.wait_for(self.reader.read(-1), self.timeout)
+            self.close()
+        if not self.keep_alive or b"\r\nconnection: close" in headers:
+            self.close()
+        return status, (json.loads(payload) if payload else None)
 
 
-def _dechunk(b: bytes) -> bytes:
-    out, i = bytearray(), 0
+async def _read_chunked(reader) -> bytes:
+    out = bytearray()
     while True:
-        j = b.index(b"\r\n", i)
-        n = int(b[i:j], 16)
+        n = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
         if n == 0:
+            await reader.readuntil(b"\r\n")
             return bytes(out)
-        out += b[j + 2:j + 2 + n]
-        i = j + 2 + n + 2
+        out += await reader.readexactly(n + 2)
+        del out[-2:]
 
 
 # -------------------------------------------------------------------------- patients
-async def patient(i, host, port, key, start, think_s, lat, errors, counts, deadline, measure_from):
+async def patient(i, host, port, key, start, think_s, lat, errors, counts, deadline, measure_from, keep_alive):
     """One simulated patient: starts sittings back to back until the deadline, answering each
     question from a latent trait (consistent answers) after an optional think time."""
     rng = random.Random(i)
     theta = rng.gauss(0, 1)
+    conn = Conn(host, port, key, keep_alive)
+    try:
+        await _patient(i, conn, start, think_s, lat, errors, counts, deadline, measure_from, rng, theta)
+    finally:
+        counts["connects"] += conn.connects
+        conn.close()
+
+
+async def _patient(i, conn, start, think_s, lat, errors, counts, deadline, measure_from, rng, theta):
     if think_s:
         await asyncio.sleep(rng.uniform(0, think_s))
     while time.perf_counter() < deadline:
         try:
-            status, v = await http(host, port, "POST", "/v1/sessions", key, dict(start, patient=f"bench-{i}"))
+            status, v = await conn.request("POST", "/v1/sessions", dict(start, patient=f"bench-{i}"))
         except Exception as e:  # noqa: BLE001 - counted
             errors.append(f"create: {type(e).__name__}")
             await asyncio.sleep(0.05)
@@ -103,7 +164,7 @@ async def patient(i, host, port, key, start, think_s, lat, errors, counts, deadl
             body = {"seq": q["seq"], "item_id": q["item_id"], "value": opts[k]["value"]}
             t0 = time.perf_counter()
             try:
-                status, nv = await http(host, port, "POST", f"/v1/sessions/{sid}/responses", key, body)
+                status, nv = await conn.request("POST", f"/v1/sessions/{sid}/responses", body)
             except Exception as e:  # noqa: BLE001 - counted, then retried like a phone would
                 errors.append(f"answer: {type(e).__name__}")
                 await asyncio.sleep(0.05)
@@ -113,9 +174,11 @@ async def patient(i, host, port, key, start, think_s, lat, errors, counts, deadl
                 errors.append(f"answer {status}")
                 return
             counts["all_answers"] += 1
-            if t0 >= measure_from:  # after the warm-up
+            if t0 >= measure_from:  # sent after the warm-up: its latency is measured
                 lat.append(t1 - t0)
                 counts["answers"] += 1
+            if measure_from <= t1 <= deadline:  # completed inside the measured window: throughput
+                counts["completed_in_window"] += 1
             v = nv
             if think_s:  # the next answer is sent think time after the previous one was *sent*,
                 # so the offered rate does not drop as latency grows (as long as latency < think time)
@@ -124,17 +187,19 @@ async def patient(i, host, port, key, start, think_s, lat, errors, counts, deadl
             counts["finished"] += 1
 
 
-async def run_load(host, port, key, start, patients, think_s, duration, warmup):
+async def run_load(host, port, key, start, patients, think_s, duration, warmup, keep_alive=True):
     """Run for warmup + duration seconds; answers sent during the warm-up (which includes every
     patient's first session creation) are not counted."""
     lat, errors = [], []
-    counts = {"sessions": 0, "answers": 0, "finished": 0, "all_answers": 0}
+    counts = {"sessions": 0, "answers": 0, "finished": 0, "all_answers": 0, "connects": 0, "completed_in_window": 0}
     t0 = time.perf_counter()
     measure_from = t0 + warmup
     await asyncio.gather(*(patient(i, host, port, key, start, think_s, lat, errors, counts,
-                                   measure_from + duration, measure_from) for i in range(patients)))
-    wall = time.perf_counter() - measure_from
-    return lat, errors, counts, wall
+                                   measure_from + duration, measure_from, keep_alive) for i in range(patients)))
+    # Throughput is answers completed inside the measured window divided by its length (not by the
+    # time until the last patient woke from its think time after the window closed).
+    counts["drain_s"] = time.perf_counter() - measure_from - duration
+    return lat, errors, counts, duration
 
 
 def summarise(lat, errors, counts, wall):
@@ -146,7 +211,7 @@ def summarise(lat, errors, counts, wall):
         return lat_ms[min(len(lat_ms) - 1, int(round(p / 100 * (len(lat_ms) - 1))))]
 
     return {"answers": counts["answers"], "sessions_finished": counts["finished"], "wall_s": wall,
-            "answers_per_s": counts["answers"] / wall if wall else 0.0, "p50": pct(50), "p95": pct(95),
+            "answers_per_s": counts["completed_in_window"] / wall if wall else 0.0, "p50": pct(50), "p95": pct(95),
             "p99": pct(99), "max": lat_ms[-1] if lat_ms else float("nan"),
             "mean": statistics.fmean(lat_ms) if lat_ms else float("nan"), "errors": len(errors),
             "error_kinds": sorted(set(errors))[:5]}
@@ -197,7 +262,7 @@ def _server_priority():
         pass
 
 
-def start_server(db_url, schema, banks_dir, workers, log_path, threads=None):
+def start_server(db_url, schema, banks_dir, workers, log_path, threads=None, worker_class=None):
     port = free_port()
     env = dict(os.environ, CAT_PROM_DATABASE_URL=db_url, CAT_PROM_BANKS_DIR=str(banks_dir),
                CAT_PROM_LOG_LEVEL=os.environ.get("CAT_PROM_LOG_LEVEL", "WARNING"))
@@ -208,6 +273,8 @@ def start_server(db_url, schema, banks_dir, workers, log_path, threads=None):
         cmd += ["--workers", str(workers)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if worker_class:
+        cmd += ["--worker-class", worker_class]
     proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=_server_priority)
     deadline = time.monotonic() + 60
@@ -282,6 +349,8 @@ def main(argv=None):
                     help="seconds before measuring starts (covers the burst of first session creations)")
     ap.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: cat-prom serve's)")
     ap.add_argument("--threads", type=int, default=None, help="threads per worker (default: cat-prom serve's)")
+    ap.add_argument("--worker-class", choices=("gthread", "sync"), default=None,
+                    help="gunicorn worker class (default: cat-prom serve's)")
     ap.add_argument("--banks", default=",".join(FOUR_DOMAINS),
                     help="comma list of bank ids each patient completes in one sitting (default: 4 domains)")
     ap.add_argument("--battery", help="administer this battery instead of --banks")
@@ -290,6 +359,9 @@ def main(argv=None):
     ap.add_argument("--url", help="use this running server instead of starting one (needs --key)")
     ap.add_argument("--key", help="patient-app key for --url")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--connection", choices=("keep-alive", "close"), default="keep-alive",
+                    help="keep-alive (default): one persistent connection per patient, as an app's HTTP client "
+                         "keeps; close: a new TCP connection for every request")
     ap.add_argument("--client-nice", type=int, default=0,
                     help="lower the load generator's CPU priority by this much (the server keeps its own)")
     args = ap.parse_args(argv)
@@ -302,26 +374,33 @@ def main(argv=None):
                 f"load average before start {os.getloadavg()[0]:.2f}")
     print(env_line, file=sys.stderr)
 
+    threads = args.threads or int(os.environ.get("CAT_PROM_THREADS", "2"))  # cat-prom serve's default: 2
+    wclass = args.worker_class or ("gthread" if threads > 1 else "sync")
+    threads_label = f"{threads}t {wclass}" if wclass == "gthread" else "sync"
+
     def one(host, port, key, db_label, workers_label, cmd, pgid=None):
         for mode in modes:
             think = args.patients / args.rate if mode == "paced" else 0.0
             srv0, cli0 = group_cpu_seconds(pgid), time.process_time()
             lat, errors, counts, wall = asyncio.run(
-                run_load(host, port, key, start, args.patients, think, args.duration, args.warmup))
+                run_load(host, port, key, start, args.patients, think, args.duration, args.warmup,
+                         keep_alive=args.connection == "keep-alive"))
             srv_cpu, cli_cpu = group_cpu_seconds(pgid) - srv0, time.process_time() - cli0
             s = summarise(lat, errors, counts, wall)
             n = max(counts["all_answers"], 1)  # CPU covers the warm-up too
             s["server_cpu_ms_per_answer"] = srv_cpu * 1000 / n
             s["client_cpu_ms_per_answer"] = cli_cpu * 1000 / n
+            s["connections"] = counts["connects"]
+            s["connection"] = args.connection
             s.update(db=db_label, mode=mode, patients=args.patients,
-                     workers=f"{workers_label}x{args.threads}t" if args.threads and args.threads > 1 else workers_label,
+                     workers=f"{workers_label}x{threads_label}", 
                      offered=f"{args.rate:g}/s" if mode == "paced" else "max", command=cmd,
                      load_after=os.getloadavg()[0])
             rows.append(s)
             print(f"  {db_label:<10} {mode:<9} {s['answers']:>6} answers in {s['wall_s']:.1f}s -> "
                   f"{s['answers_per_s']:.0f}/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
                   f"errors {s['errors']} {s['error_kinds']}; CPU/answer server {s['server_cpu_ms_per_answer']:.2f} ms, "
-                  f"client {s['client_cpu_ms_per_answer']:.2f} ms", file=sys.stderr)
+                  f"client {s['client_cpu_ms_per_answer']:.2f} ms; {s['connections']} TCP connections", file=sys.stderr)
 
     if args.client_nice:
         os.nice(args.client_nice)  # servers started later reset their own priority (_server_priority)
@@ -340,7 +419,8 @@ def main(argv=None):
                 print(f"skipping {kind}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
             workers = args.workers or default_workers(url)
-            proc, port, cmd = start_server(url, schema, banks_dir, workers, f"{tmpdir}/server.log", args.threads)
+            proc, port, cmd = start_server(url, schema, banks_dir, workers, f"{tmpdir}/server.log", args.threads,
+                                           args.worker_class)
             try:
                 one("127.0.0.1", port, key, kind, workers, cmd, pgid=proc.pid)
             finally:
@@ -356,13 +436,13 @@ def main(argv=None):
     what = f"battery {args.battery}" if args.battery else f"banks {', '.join(bank_ids)} (default designs)"
     print(f"\n{env_line}; server: `{rows[0]['command'] if rows else '-'}`; each patient: {what}\n")
     print("| database | load | patients | workers | answers | answers/s | p50 ms | p95 ms | p99 ms | max ms "
-          "| errors | sittings finished | server CPU ms/answer | client CPU ms/answer |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| errors | sittings finished | server CPU ms/answer | client CPU ms/answer | TCP connections |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['db']} | {r['mode']} ({r['offered']}) | {r['patients']} | {r['workers']} | {r['answers']} | "
               f"{r['answers_per_s']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
               f"{r['errors']} | {r['sessions_finished']} | {r['server_cpu_ms_per_answer']:.2f} | "
-              f"{r['client_cpu_ms_per_answer']:.2f} |")
+              f"{r['client_cpu_ms_per_answer']:.2f} | {r['connections']} ({r['connection']}) |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 1 if any(r["errors"] for r in rows) else 0

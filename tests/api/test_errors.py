@@ -216,6 +216,23 @@ def test_database_down_is_503(app, client, patient_h, monkeypatch):
     assert r.headers["Retry-After"] == "1"
 
 
+def test_database_error_on_the_answer_route_is_503(app, client, patient_h, monkeypatch):
+    """The answer route talks to the DBAPI connection directly; driver errors still map to 503."""
+    import api.db
+
+    r = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-db"}, headers=patient_h)
+    assert r.status_code == 201
+    q = r.json["question"]
+    monkeypatch.setitem(api.db._SQL_SQLITE, "select", "SELECT * FROM no_such_table WHERE ? AND ?")
+    r2 = client.post(f"/v1/sessions/{r.json['id']}/responses", headers=patient_h,
+                     json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
+    assert_problem(r2, 503, "service-unavailable")
+    monkeypatch.undo()
+    r3 = client.post(f"/v1/sessions/{r.json['id']}/responses", headers=patient_h,
+                     json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
+    assert r3.status_code == 200, r3.json  # the pooled connection is still good
+
+
 def test_access_log_has_route_not_patient_ref(client, keys, caplog):
     with caplog.at_level("INFO", logger="cat_prom.api.access"):
         client.get("/v1/patients/MRN-SECRET-123/results", headers=keys["clinician"])
