@@ -485,6 +485,18 @@ def write_params(bank: ItemBank, path, format: str = "csv") -> list[str]:
 
 
 # --------------------------------------------------------------------------- responses
+def person_ids(rows, name: str, path) -> list[str]:
+    """The first cell of each ``(line, cells)`` row: person ids, none of them empty."""
+    ids = []
+    for line, cells in rows:
+        pid = cells[0].strip()
+        if not pid:
+            raise InvalidDataError(f"{name} line {line}, column 'id': empty person id", file=path, line=line,
+                                   column="id")
+        ids.append(pid)
+    return ids
+
+
 def read_responses_csv(path: str | os.PathLike, bank: ItemBank) -> tuple[list[str], np.ndarray]:
     """Read a response file into 0-based categories.
 
@@ -525,13 +537,7 @@ def read_responses_csv(path: str | os.PathLike, bank: ItemBank) -> tuple[list[st
         cols.append(bank.index(h))
     n = len(rows)
     x = np.full((n, bank.n_items), np.nan)
-    ids = []
-    for line, cells in rows:
-        pid = cells[0].strip()
-        if not pid:
-            raise InvalidDataError(f"{name} line {line}, column 'id': empty person id", file=path, line=line,
-                                   column="id")
-        ids.append(pid)
+    ids = person_ids(rows, name, path)
     if n == 0:
         return ids, x
     lines = np.array([line for line, _ in rows])

@@ -507,7 +507,7 @@ def _read_raw_responses(path: str, *, values=None, anchor=None):
     -------
     person_ids, item_ids, X (n_persons, n_items) float categories with NaN, coding (dict)
     """
-    from .bank_io import _MISSING, _check_unique_header, read_csv_rows
+    from .bank_io import _MISSING, _check_unique_header, person_ids, read_csv_rows
     name = os.path.basename(path)
     header, rows = read_csv_rows(path)
     if header[0].lower() != "id":
@@ -525,13 +525,7 @@ def _read_raw_responses(path: str, *, values=None, anchor=None):
         raise InvalidDataError(f"{name}: no persons (the file has a header but no rows)", file=path)
     n, m = len(rows), len(item_ids)
     lines = [line for line, _ in rows]
-    pids = []
-    for line, cells in rows:
-        pid = cells[0].strip()
-        if not pid:
-            raise InvalidDataError(f"{name} line {line}, column 'id': empty person id", file=path, line=line,
-                                   column="id")
-        pids.append(pid)
+    pids = person_ids(rows, name, path)
     table = np.char.strip(np.array([cells[1:] for _, cells in rows], dtype=str).reshape(n, m))
     X = np.full((n, m), np.nan)
     anchor_ids = set(anchor.ids) if anchor is not None else set()

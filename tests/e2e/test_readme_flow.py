@@ -36,13 +36,11 @@ def _free_port() -> int:
 
 
 def _call(port, method, path, body=None, key=None):
+    """One request: (status, Content-Type, parsed JSON body or None)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {}
-    if key:
-        headers["Authorization"] = "Bearer " + key
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
+    headers = {"Authorization": "Bearer " + key} if key else {}
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
         headers["Content-Type"] = "application/json"
     try:
         conn.request(method, path, body=data, headers=headers)
