@@ -204,6 +204,11 @@ def run_serve(args) -> int:
 
     class _Server(BaseApplication):
         def load_config(self):
+            import gunicorn.util
+
+            from .problems import write_server_error
+            # gunicorn's own rejections (414, 431, 400 before the app runs) as problem+json, not HTML
+            gunicorn.util.write_error = write_server_error
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", worker_class)

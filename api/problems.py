@@ -45,6 +45,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "session-abandoned": (409, "Session abandoned"),
     "session-expired": (410, "Session expired"),
     "payload-too-large": (413, "Request body too large"),
+    "uri-too-long": (414, "URI too long"),
+    "header-fields-too-large": (431, "Request header fields too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation-error": (422, "Invalid request"),
     "value-out-of-range": (422, "Response value out of range"),
@@ -58,9 +60,9 @@ PROBLEMS: dict[str, tuple[int, str]] = {
 
 _STATUS_CODES = {
     400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-    406: "not-acceptable", 409: "conflict", 410: "gone", 413: "payload-too-large",
-    415: "unsupported-media-type", 422: "validation-error", 429: "too-many-requests", 500: "internal-error",
-    503: "service-unavailable",
+    406: "not-acceptable", 409: "conflict", 410: "gone", 413: "payload-too-large", 414: "uri-too-long",
+    415: "unsupported-media-type", 422: "validation-error", 429: "too-many-requests", 431: "header-fields-too-large",
+    500: "internal-error", 503: "service-unavailable",
 }
 
 
@@ -189,6 +191,26 @@ def register(app: Flask) -> None:
                   exc_info=_scrubbed(e))
         return problem_response("internal-error", "An unexpected error occurred; quote the request_id if you "
                                                   "report it.")
+
+
+def write_server_error(sock, status_int, reason, mesg) -> None:
+    """Drop-in for ``gunicorn.util.write_error``: the errors gunicorn answers itself, before the app
+    sees the request (request line over 4094 bytes: 414; too many or too large headers: 431; a
+    malformed request: 400), as problem+json like every other error instead of an HTML page.
+    ``mesg`` is not echoed: it can quote the request line, which can carry a patient reference."""
+    from gunicorn.util import write_nonblock
+
+    code = _STATUS_CODES.get(status_int, "bad-request" if status_int < 500 else "internal-error")
+    detail = {
+        400: "The request is not valid HTTP/1.1.",
+        414: "The request line (method, path and query) is longer than the server accepts (4094 bytes).",
+        431: "The request has too many header fields, or one that is too large.",
+    }.get(status_int, PROBLEMS.get(code, (0, reason))[1])
+    body = json.dumps({"type": TYPE_PREFIX + code, "title": PROBLEMS.get(code, (0, reason))[1],
+                       "status": status_int, "detail": detail}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: {MEDIA_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    write_nonblock(sock, head + body)
 
 
 def _route() -> str:

@@ -9,6 +9,41 @@ REF_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
+class FullMatch(validate.Regexp):
+    """``validate.Regexp`` that must match the whole string: ``re.match`` with ``$`` would accept a
+    trailing newline (``"p-001\\n"``). The pattern (``^...$``, valid ECMA-262) is still what apispec
+    puts in the OpenAPI document."""
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+class JsonInteger(fields.Integer):
+    """An integer in a JSON body: a JSON number with no fractional part (``3`` or ``3.0``). Unlike
+    ``fields.Integer`` it refuses ``2.5`` (which marshmallow would truncate to 2), numeric strings
+    (``"5"``) and booleans."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise self.make_error("invalid")
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class JsonBoolean(fields.Boolean):
+    """``true`` or ``false`` only (``fields.Boolean(truthy={True})`` still takes 1 and 0: ``1 == True``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class Strict(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -45,21 +80,29 @@ class DesignField(fields.Dict):
 
 
 class CreateSessionSchema(Strict):
-    banks = fields.List(fields.String(validate=validate.Regexp(ID_RE)), validate=validate.Length(min=1, max=20),
-                        metadata={"description": "Bank ids to administer in this order (or give `battery`)."})
-    battery = fields.String(validate=validate.Regexp(ID_RE),
+    OPENAPI_EXTRA = {
+        "oneOf": [{"required": ["banks"]}, {"required": ["battery"]}],
+        "example": {"battery": "pain-core", "patient": "p-001"},
+    }
+
+    banks = fields.List(fields.String(validate=FullMatch(ID_RE)), validate=validate.Length(min=1, max=20),
+                        metadata={"description": "Bank ids to administer in this order (or give `battery`).",
+                                  "uniqueItems": True})
+    battery = fields.String(validate=FullMatch(ID_RE),
                             metadata={"description": "Battery id, e.g. `pain-core` (or give `banks`)."})
-    patient = fields.String(required=True, validate=validate.Regexp(REF_RE, error="Must be 1-128 characters: "
+    patient = fields.String(required=True, validate=FullMatch(REF_RE, error="Must be 1-128 characters: "
                             "letters, digits and . _ : @ - (an opaque reference, never a name)."),
                             metadata={"description": "Opaque patient reference (pseudonym) chosen by the app."})
-    design = fields.Dict(keys=fields.String(), metadata={"description": "Design overrides for every domain."})
-    designs = fields.Dict(keys=fields.String(validate=validate.Regexp(ID_RE)), values=fields.Dict(),
-                          metadata={"description": "Design overrides per bank id."})
+    design = fields.Dict(keys=fields.String(), metadata={
+        "description": "Design overrides for every domain; the engine validates them (`422 invalid-design`), "
+                       "see docs/design.md."})
+    designs = fields.Dict(keys=fields.String(validate=FullMatch(ID_RE)), values=fields.Dict(), metadata={
+        "description": "Design overrides per bank id; each key must be a bank of this session (else `422`)."})
     exclude_items = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
                                 validate=validate.Length(max=1000),
                                 metadata={"description": "Item ids never to offer to this patient, in any bank."})
-    seed = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1),
-                          metadata={"description": "Random seed (reproducible item selection); random if absent."})
+    seed = JsonInteger(validate=validate.Range(min=0, max=2**63 - 1),
+                       metadata={"description": "Random seed (reproducible item selection); random if absent."})
 
     @ma.validates_schema
     def _one_source(self, data, **kwargs):
@@ -71,12 +114,19 @@ class CreateSessionSchema(Strict):
 
 
 class AnswerSchema(Strict):
-    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10000),
-                         metadata={"description": "Number of the question answered (the question's `seq`)."})
+    OPENAPI_EXTRA = {
+        "oneOf": [
+            {"required": ["value"], "properties": {"declined": {"enum": [False]}}},
+            {"required": ["declined"], "properties": {"declined": {"enum": [True]}}, "not": {"required": ["value"]}},
+        ],
+        "example": {"seq": 1, "item_id": "PINT02", "value": 3},
+    }
+
+    seq = JsonInteger(required=True, validate=validate.Range(min=1, max=10000),
+                      metadata={"description": "Number of the question answered (the question's `seq`)."})
     item_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     value = ResponseValue(metadata={"description": "One of the question's option values."})
-    declined = fields.Boolean(truthy={True}, falsy={False},
-                              metadata={"description": "true to decline (skip) the question."})
+    declined = JsonBoolean(metadata={"description": "true to decline (skip) the question."})
 
     @ma.validates_schema
     def _value_or_declined(self, data, **kwargs):
@@ -201,15 +251,19 @@ class KeySchema(ma.Schema):
 
 
 class SimulationSchema(Strict):
-    bank = fields.String(required=True, validate=validate.Regexp(ID_RE), metadata={"description": "Bank id."})
+    bank = fields.String(required=True, validate=FullMatch(ID_RE), metadata={"description": "Bank id."})
     design = fields.Dict(keys=fields.String(), metadata={"description": "Design to simulate (default PROMIS)."})
-    n = fields.Integer(load_default=500, validate=validate.Range(min=1, max=2000),
-                       metadata={"description": "Number of simulees, true θ drawn from the design's prior."})
-    seed = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1))
+    n = JsonInteger(load_default=500, validate=validate.Range(min=1, max=2000),
+                    metadata={"description": "Number of simulees, true θ drawn from the design's prior."})
+    seed = JsonInteger(validate=validate.Range(min=0, max=2**63 - 1))
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details (media type application/problem+json)."""
+    """RFC 9457 problem details (media type application/problem+json). Problem types may add
+    extension members (RFC 9457 §3.2), so other members are allowed."""
+
+    class Meta:
+        unknown = ma.INCLUDE
 
     type = fields.String(metadata={"description": "Stable URI of the problem type, urn:cat-prom:problem:<code>"})
     title = fields.String()
@@ -218,3 +272,8 @@ class ProblemSchema(ma.Schema):
     instance = fields.String()
     request_id = fields.String()
     errors = fields.Dict(metadata={"description": "Validation errors by field"})
+    fields_ = fields.Dict(data_key="fields", metadata={
+        "description": "Engine errors (value-out-of-range, unknown-item, ...): the offending values"})
+    seq = fields.Integer(metadata={"description": "seq-conflict, seq-out-of-order: the `seq` that was sent"})
+    next_seq = fields.Integer(allow_none=True, metadata={
+        "description": "seq-conflict, seq-out-of-order: the `seq` the session expects next (null when done)"})

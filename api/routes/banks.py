@@ -8,6 +8,7 @@ from ..keys import ROLES, require
 from ..problems import Problem
 from ..schemas import BankListSchema
 from ..smorest import Blueprint
+from .health import JSON_OBJECT
 
 blp = Blueprint("banks", __name__, url_prefix="/v1/banks",
                 description="Item banks and batteries. Researchers and admins also get item parameters.")
@@ -30,6 +31,7 @@ class Banks(MethodView):
 class Bank(MethodView):
     @require(*ROLES)
     @blp.response(200)
+    @blp.doc(responses={"200": JSON_OBJECT})
     def get(self, bank_id):
         """One bank. Patient apps and clinicians get the items' stems and options; researchers and
         admins get the full bank document with item parameters (format cat-prom-bank/1)."""

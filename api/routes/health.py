@@ -6,11 +6,14 @@ from flask import current_app, jsonify
 from ..service import engine_available
 from ..smorest import Blueprint
 
+#: Documents a JSON object body for responses declared without a schema.
+JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
 blp = Blueprint("health", __name__, description="Liveness and readiness probes (no API key).")
 
 
 @blp.route("/healthz")
-@blp.doc(security=[])
+@blp.doc(security=[], responses={"200": JSON_OBJECT})
 @blp.response(200)
 def healthz():
     """The process is up."""
@@ -18,7 +21,9 @@ def healthz():
 
 
 @blp.route("/readyz")
-@blp.doc(security=[], responses={"503": {"description": "Not ready: database unreachable or no banks loaded."}})
+@blp.doc(security=[], responses={"200": JSON_OBJECT, "503": {
+    "description": "Not ready: database unreachable or no banks loaded (the same body as 200, not a problem).",
+    **JSON_OBJECT}})
 @blp.response(200)
 def readyz():
     """Ready to serve: database reachable, banks loaded, engine importable."""

@@ -48,7 +48,8 @@ class Session(MethodView):
     @require("patient-app")
     @blp.response(204)
     def delete(self, session_id):
-        """Abandon the sitting (it takes no more answers; idempotent)."""
+        """Abandon the sitting (it takes no more answers; idempotent). The session is not erased: GET
+        still returns it, with status `abandoned`, to its tenant."""
         _svc().abandon(g.principal.tenant, session_id)
         return "", 204
 

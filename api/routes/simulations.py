@@ -12,6 +12,7 @@ from ..problems import Problem
 from ..schemas import SimulationSchema
 from ..service import clean
 from ..smorest import Blueprint
+from .health import JSON_OBJECT
 
 blp = Blueprint("simulations", __name__, url_prefix="/v1/simulations",
                 description="Monte Carlo simulation of a CAT design (researchers, admins).")
@@ -22,6 +23,7 @@ class Simulations(MethodView):
     @require("researcher", "admin")
     @blp.arguments(SimulationSchema)
     @blp.response(200)
+    @blp.doc(responses={"200": JSON_OBJECT})
     def post(self, args):
         """Simulate `n` patients (at most 2000; θ from the design's prior) taking the CAT of `design` on
         `bank`; returns bias, RMSE, test length, SE, exposure and stop reasons (cat_prom.simulation)."""

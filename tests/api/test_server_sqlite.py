@@ -105,3 +105,30 @@ def test_concurrent_migrations_on_one_sqlite_file(tmp_path):
         assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
         assert c.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
     db.dispose()
+
+
+def test_server_level_rejections_are_problem_json(sqlite_server_env, banks_dir):
+    """gunicorn answers an over-long request line (414) or header (431) itself, before the app; those
+    were HTML pages (schemathesis: undocumented Content-Type text/html). `serve` makes them problem+json."""
+    import http.client
+    import json
+    url, h, tmp = sqlite_server_env
+    srv = Server(db_url=url, banks_dir=banks_dir, workers=1, log_path=tmp / "e.log").wait_ready()
+    try:
+        for path, headers, status, code in [
+                ("/v1/patients/p-1/results?x=" + "a" * 5000, h, 414, "uri-too-long"),
+                ("/v1/banks", {**h, "X-Big": "b" * 9000}, 431, "header-fields-too-large")]:
+            conn = http.client.HTTPConnection(*srv.base, timeout=10)
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                assert resp.status == status
+                assert resp.getheader("Content-Type") == "application/problem+json"
+                doc = json.loads(resp.read())
+                assert doc["type"] == f"urn:cat-prom:problem:{code}" and doc["status"] == status
+            finally:
+                conn.close()
+        status, _ = request(srv.base, "GET", "/v1/banks", headers=h)  # the server still serves
+        assert status == 200
+    finally:
+        srv.stop()
