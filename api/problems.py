@@ -42,6 +42,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "item-already-answered": (409, "Item already answered"),
     "session-finished": (409, "Session finished"),
     "bank-changed": (409, "Item bank changed since the session started"),
+    "own-key": (409, "A key cannot revoke itself"),
     "session-abandoned": (409, "Session abandoned"),
     "session-expired": (410, "Session expired"),
     "payload-too-large": (413, "Request body too large"),

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from .. import keys
 from ..keys import require
 from ..problems import Problem
-from ..schemas import CreateKeySchema, KeySchema
+from ..schemas import CreateKeySchema, KeySchema, ProblemSchema
 from ..smorest import Blueprint
 
 blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="API keys of your tenant (admin role).")
@@ -38,8 +38,15 @@ class Keys(MethodView):
 class Key(MethodView):
     @require("admin")
     @blp.response(200, KeySchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="key-not-found",
+                      content_type="application/problem+json")
+    @blp.alt_response(409, schema=ProblemSchema, description="own-key: a key cannot revoke itself",
+                      content_type="application/problem+json")
     def delete(self, key_id):
-        """Revoke a key (idempotent)."""
+        """Revoke a key (idempotent). The key making the request cannot revoke itself."""
+        if key_id == g.principal.key_id:
+            raise Problem("own-key", "This is the key making the request; revoking it would lock you out. "
+                                     "Revoke it with another admin key or with `cat-prom keys revoke ID`.")
         row = keys.revoke_key(_db(), key_id, tenant=g.principal.tenant)
         if row is None:
             raise Problem("key-not-found", "No key with this id in your tenant.")

@@ -107,6 +107,15 @@ def test_keys_api_create_list_revoke(client, keys):
     assert r.status_code == 422 and "role" in r.json["errors"]
 
 
+def test_a_key_cannot_revoke_itself(client, keys):
+    admin = keys["admin"]
+    me = [k for k in client.get("/v1/keys", headers=admin).json if k["role"] == "admin"]
+    assert len(me) == 1
+    r = client.delete(f"/v1/keys/{me[0]['id']}", headers=admin)
+    assert r.status_code == 409 and r.json["type"] == "urn:cat-prom:problem:own-key"
+    assert client.get("/v1/keys", headers=admin).status_code == 200  # still usable
+
+
 def test_cli_keys(tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     monkeypatch.setenv("CAT_PROM_DATABASE_URL", url)
