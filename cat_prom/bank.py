@@ -112,6 +112,36 @@ class GridTables:
         self.valid = np.arange(params.kmax)[None, :] < params.n_cat[:, None]  # (N, K) real categories
         self.log_p_finite = np.where(np.isfinite(self.log_p), self.log_p, -745.0)
 
+    def log_p_at(self, theta: float) -> np.ndarray:
+        """Exact category log-probabilities at one θ, shape (n_items, kmax) (-inf when padded).
+
+        The same arithmetic as :func:`cat_prom.irt.log_probabilities` (bit for bit), with the
+        θ-independent GRM terms computed once per bank; used by KL selection at each step.
+        """
+        params = self.params
+        if params.is_gpcm.any() or params.kmax < 3:
+            return irt.log_probabilities(np.array([theta]), params)[0]
+        c = self.__dict__.get("_grm_single")
+        if c is None:
+            m = params.kmax - 1
+            k = np.arange(1, m + 1)
+            top = k[None, :] == (params.n_cat[:, None] - 1)
+            mid = (k[None, :] < (params.n_cat[:, None] - 1))[:, :-1]
+            with np.errstate(invalid="ignore"):
+                h = 0.5 * params.a[:, None] * (params.b[:, 1:] - params.b[:, :-1])
+                const = irt._logsinh_pos(h) - irt._LOG2
+            c = self._grm_single = (params.a[:, None], top, mid, const)
+        a_col, top, mid, const = c
+        with np.errstate(invalid="ignore"):
+            x = a_col * (theta - params.b)
+            out = np.empty((x.shape[0], x.shape[1] + 1))
+            out[:, 0] = -np.logaddexp(0.0, x[:, 0])
+            out[:, 1:] = np.where(top, irt._logsigmoid(x), -np.inf)
+            lc = irt._logcosh(0.5 * x)
+            mid_val = const - lc[:, :-1] - lc[:, 1:]
+            out[:, 1:-1] = np.where(mid, mid_val, out[:, 1:-1])
+        return np.minimum(out, 0.0)
+
     def info_at(self, theta: float) -> np.ndarray:
         """Item information at one θ by linear interpolation on the fine grid; shape (n_items,)."""
         x = (theta - self.fine_theta[0]) / self.fine_step

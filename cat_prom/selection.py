@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import irt
 from .bank import GridTables
 
 __all__ = ["criterion", "mfi", "mpwi", "kl", "mepv", "choose"]
@@ -46,7 +45,7 @@ def mpwi(tables: GridTables, theta_hat: float, posterior: np.ndarray) -> np.ndar
 def kl(tables: GridTables, theta_hat: float, posterior: np.ndarray) -> np.ndarray:
     """Posterior-weighted Kullback–Leibler information at ``theta_hat``; shape (n_items,)."""
     # P and log P at theta_hat exactly (one evaluation of the model), as catR's KLP does
-    lp_hat = np.maximum(irt.log_probabilities(np.array([theta_hat]), tables.params)[0], -745.0)  # (N, K)
+    lp_hat = np.maximum(tables.log_p_at(theta_hat), -745.0)  # (N, K)
     p_hat = np.where(tables.valid, np.exp(lp_hat), 0.0)
     expected_lp = np.tensordot(posterior, tables.log_p_finite, axes=(0, 0))  # (N, K)
     return (p_hat * (lp_hat - expected_lp)).sum(axis=1)

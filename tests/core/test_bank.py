@@ -577,3 +577,20 @@ class TestGrid:
         assert g2 is not g1
         assert_array_equal(g2.theta, other)
         assert_array_equal(g2.info, irt.information(other, big.params))
+
+
+def test_log_p_at_is_irt_log_probabilities_bit_for_bit():
+    # GridTables.log_p_at caches the θ-independent GRM terms; it must be the same arithmetic as
+    # irt.log_probabilities (reference: that function, exact equality), for mixed category counts,
+    # extreme slopes and θ beyond the grid, and for GPCM banks (the fallback path).
+    rng = np.random.default_rng(11)
+    a = rng.uniform(0.3, 8.0, 120)
+    b = np.sort(rng.normal(0.0, 3.0, (120, 4)), axis=1)
+    for i, k in enumerate(rng.integers(2, 6, 120)):
+        b[i, k - 1:] = np.nan
+    for model in ("grm", "gpcm"):
+        bank = ItemBank.from_params(a, b, model)
+        tables = bank.grid(np.linspace(-6, 6, 81))
+        for theta in np.concatenate([rng.uniform(-10, 10, 200), [0.0, -6.0, 6.0]]):
+            expected = irt.log_probabilities(np.array([theta]), bank.params)[0]
+            np.testing.assert_array_equal(tables.log_p_at(theta), expected)
