@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import MappingProxyType
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -96,12 +97,12 @@ class Design:
     max_items: int = 12
     se_target: float | None = 0.3
     se_change: float | None = None
-    classification: dict | None = None
+    classification: Mapping | None = None
     screen_stop: bool = False
-    prior: dict = field(default_factory=lambda: {"mean": 0.0, "sd": 1.0})
-    grid: dict = field(default_factory=lambda: {"min": -6.0, "max": 6.0, "points": 81})
-    exposure: dict = field(default_factory=lambda: {"method": "none"})
-    content_targets: dict | None = None
+    prior: Mapping = field(default_factory=lambda: MappingProxyType({"mean": 0.0, "sd": 1.0}))
+    grid: Mapping = field(default_factory=lambda: MappingProxyType({"min": -6.0, "max": 6.0, "points": 81}))
+    exposure: Mapping = field(default_factory=lambda: MappingProxyType({"method": "none"}))
+    content_targets: Mapping | None = None
     exclude_items: tuple = ()
 
     # ------------------------------------------------------------------
@@ -219,6 +220,10 @@ class Design:
             if not isinstance(ex, (list, tuple)) or any(not isinstance(x, str) for x in ex):
                 raise _bad("design key 'exclude_items' must be a list of item ids", "exclude_items")
             out["exclude_items"] = tuple(ex)
+        # designs are shared (from_dict caches them), so their nested objects are read-only views
+        for key in ("prior", "grid", "exposure", "classification", "content_targets"):
+            if out.get(key) is not None:
+                out[key] = MappingProxyType(dict(out[key]))
         return cls(**out)
 
     def to_dict(self) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import scoring, selection, stopping
 from .bank import Item, ItemBank
+from .irt import ItemParams
 from .design import Design
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
@@ -96,6 +97,7 @@ class CatSession:
         self._k = design.exposure.get("k", 5)
         n = bank.n_items
         self._eligible = np.ones(n, dtype=bool)
+        self._n_eligible = n  # kept in step with _eligible by _block
         self._penalty = np.zeros(n)  # 0 for eligible items, -inf for the rest (MFI fast path)
         self._withdrawn = np.zeros(n, dtype=bool)
         for iid in tuple(design.exclude_items) + self.exclude:
@@ -126,6 +128,8 @@ class CatSession:
 
     # ----------------------------------------------------------- internals
     def _block(self, j: int) -> None:
+        if self._eligible[j]:
+            self._n_eligible -= 1
         self._eligible[j] = False
         self._penalty[j] = -np.inf
 
@@ -151,7 +155,6 @@ class CatSession:
         x = np.full((1, len(idx)), np.nan)
         x[0, :] = self._answered_cats[idx]
         sub = self.bank.params
-        from .irt import ItemParams
         params = ItemParams(a=sub.a[idx], b=sub.b[idx], is_gpcm=sub.is_gpcm[idx], n_cat=sub.n_cat[idx])
         g = self.design.grid
         res = scoring.score(x, params, self._estimator, grid=(g["min"], g["max"], g["points"]),
@@ -242,18 +245,16 @@ class CatSession:
             self._tag_counts += self._tag_members[:, j]
         n_asked = len(self._order)
         d = stopping.check(self.design, n_asked=n_asked, n_answered=self._n_answered, theta=self.theta, se=self.se,
-                           se_prev=self._se_prev, first_healthy=healthy, n_eligible=1,
+                           se_prev=self._se_prev, first_healthy=healthy, n_eligible=self._n_eligible,
                            t_mean=self.bank.t_mean, t_sd=self.bank.t_sd)
         if d.stop:
             self._finish(d.reason, d.detail)
         else:
-            nxt = self._select()
-            if nxt < 0:
-                self._finish("bank_exhausted", "no eligible item left in the bank")
-            else:
-                self._current = nxt
+            # an item is eligible (bank_exhausted did not fire), and _select falls back from content
+            # and Sympson-Hetter restrictions to every eligible item, so it always finds one
+            self._current = self._select()
         return Step(self.finished, None if self.finished else self.bank.items[self._current], self.theta, self.se,
-                    self.bank.t_mean + self.bank.t_sd * self.theta, self.stop_reason, self.bank.id, self.finished)
+                    self.t_score, self.stop_reason, self.bank.id, self.finished)
 
     # ------------------------------------------------------------ public API
     @property

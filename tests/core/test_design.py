@@ -164,3 +164,15 @@ def test_grid_theta_and_log_prior():
     assert th.shape == (33,) and th[0] == -4 and th[-1] == 4
     # closed form: -0.5 ((theta - 1) / 2)^2
     assert d.log_prior(th)[0] == pytest.approx(-0.5 * (5 / 2) ** 2, rel=1e-15)
+
+
+def test_shared_designs_are_read_only():
+    # from_dict caches designs, so one caller must not be able to change another's prior or grid
+    a = Design.from_dict({"prior": {"mean": 0.5, "sd": 1.2}, "exposure": {"method": "randomesque", "k": 3}})
+    b = Design.from_dict({"prior": {"mean": 0.5, "sd": 1.2}, "exposure": {"method": "randomesque", "k": 3}})
+    assert a is b
+    for obj in (a.prior, a.grid, a.exposure, Design().prior):
+        with pytest.raises(TypeError):
+            obj["mean"] = 3.0
+    assert a.to_dict()["prior"] == {"mean": 0.5, "sd": 1.2}
+    assert isinstance(a.to_dict()["prior"], dict)  # plain JSON out
