@@ -45,6 +45,7 @@ __all__ = [
 
 MODELS = ("grm", "gpcm")
 _LOG2 = np.log(2.0)
+_BLOCK = 1 << 16  # elements per (kmax, θ, item) block in information()
 
 
 @dataclass(frozen=True)
@@ -438,8 +439,15 @@ def information(theta, a, b=None, model="grm"):
     ndarray, shape (n_theta, n_items), non-negative and finite.
     """
     p = item_params(a, b, model)
-    P, d1 = _terms(_theta(theta), p, 1)
-    return (P * d1 * d1).sum(axis=0)
+    theta = _theta(theta)
+    out = np.empty((theta.shape[0], p.n_items))
+    step = max(1, _BLOCK // (p.n_items * p.kmax))  # θ rows per block: the temporaries stay in cache
+    for s in range(0, theta.shape[0], step):
+        P, d1 = _terms(theta[s:s + step], p, 1)
+        P *= d1
+        P *= d1
+        P.sum(axis=0, out=out[s:s + step])  # category by category, the same sums whatever the block
+    return out
 
 
 def expected_score(theta, a, b=None, model="grm"):

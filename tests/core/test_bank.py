@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cat_prom import bank as bank_mod
+from cat_prom import bank_format
 from cat_prom import irt
 from cat_prom.bank import BANK_FORMAT, DEMO_DISCLAIMER, ItemBank, content_hash
 from cat_prom.errors import (CatPromError, InvalidBankError, InvalidResponseError, UnknownItemError,
@@ -354,10 +354,10 @@ class TestLoad:
     def test_too_large_file(self, tmp_path, monkeypatch):
         p = self._write(tmp_path, json.dumps(make_doc()))
         size = p.stat().st_size
-        monkeypatch.setattr(bank_mod, "MAX_BANK_BYTES", size - 1)
+        monkeypatch.setattr(bank_format, "MAX_BANK_BYTES", size - 1)
         with pytest.raises(InvalidBankError, match=rf"bank file .*bank\.json' is {size} bytes; the limit is {size - 1}"):
             ItemBank.load(p)
-        monkeypatch.setattr(bank_mod, "MAX_BANK_BYTES", size)  # exactly at the limit is fine
+        monkeypatch.setattr(bank_format, "MAX_BANK_BYTES", size)  # exactly at the limit is fine
         assert len(ItemBank.load(p)) == 4
 
     def test_too_deeply_nested(self, tmp_path):
