@@ -89,8 +89,12 @@ def item_params(a, b, model="grm") -> ItemParams:
     """
     if isinstance(a, ItemParams):
         return a
-    a = np.atleast_1d(np.asarray(a, dtype=float))
-    b = np.asarray(b, dtype=float)
+    try:
+        a = np.atleast_1d(np.asarray(a, dtype=float))
+        b = np.asarray(b, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidBankError("item parameters must be numbers: slopes a (n_items,) and thresholds b "
+                               "(n_items, kmax-1), NaN-padded") from None
     if b.ndim == 1:
         b = b[:, None]
     if a.ndim != 1 or b.ndim != 2 or b.shape[0] != a.shape[0]:
