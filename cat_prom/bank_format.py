@@ -126,6 +126,39 @@ def build_document(*, id, name, items: Iterable, model="grm", direction="higher_
     return doc
 
 
+def _parse_metric_and_bands(doc: Mapping, source: str):
+    """The T metric (t_mean, t_sd, direction) and the severity bands [(label, min_t, max_t)]."""
+    metric = doc.get("metric")
+    metric = {} if metric is None else metric
+    if not isinstance(metric, dict):
+        raise _err(f"{source}: metric must be an object", field="metric")
+    bad = set(metric) - {"t_mean", "t_sd", "direction"}
+    if bad:
+        raise _err(f"{source}: unknown key metric.{sorted(bad)[0]}; allowed: t_mean, t_sd, direction", field="metric")
+    t_mean = _num(metric.get("t_mean", 50.0), "metric.t_mean")
+    t_sd = _num(metric.get("t_sd", 10.0), "metric.t_sd")
+    if t_sd <= 0:
+        raise _err(f"{source}: metric.t_sd must be > 0, got {t_sd}", field="metric.t_sd")
+    direction = metric.get("direction", "higher_is_worse")
+    if direction not in DIRECTIONS:
+        raise _err(f"{source}: metric.direction must be one of {DIRECTIONS}, got {direction!r}", field="metric.direction")
+    bands = []
+    raw_bands = doc.get("severity_bands")
+    raw_bands = [] if raw_bands is None else raw_bands
+    if not isinstance(raw_bands, list):
+        raise _err(f"{source}: severity_bands must be a list", field="severity_bands")
+    for j, bd in enumerate(raw_bands):
+        where = f"severity_bands[{j}]"
+        if not isinstance(bd, dict) or set(bd) - {"label", "min_t", "max_t"} or "label" not in bd:
+            raise _err(f"{source}: {where} must be an object with label, min_t, max_t", field=where)
+        lo = None if bd.get("min_t") is None else _num(bd["min_t"], where + ".min_t")
+        hi = None if bd.get("max_t") is None else _num(bd["max_t"], where + ".max_t")
+        if lo is not None and hi is not None and hi <= lo:
+            raise _err(f"{source}: {where}: max_t ({hi}) must exceed min_t ({lo})", field=where)
+        bands.append((_str(bd["label"], where + ".label", max_len=100), lo, hi))
+    return t_mean, t_sd, direction, bands
+
+
 def parse_document(doc: Any, source: str = "bank") -> dict:
     """Validate a parsed bank document (all or nothing).
 
@@ -161,34 +194,7 @@ def parse_document(doc: Any, source: str = "bank") -> dict:
     model = doc.get("model", "grm")
     if model not in ("grm", "gpcm", "mixed"):
         raise _err(f"{source}: model must be 'grm', 'gpcm' or 'mixed', got {model!r}", field="model")
-    metric = doc.get("metric")
-    metric = {} if metric is None else metric
-    if not isinstance(metric, dict):
-        raise _err(f"{source}: metric must be an object", field="metric")
-    bad = set(metric) - {"t_mean", "t_sd", "direction"}
-    if bad:
-        raise _err(f"{source}: unknown key metric.{sorted(bad)[0]}; allowed: t_mean, t_sd, direction", field="metric")
-    t_mean = _num(metric.get("t_mean", 50.0), "metric.t_mean")
-    t_sd = _num(metric.get("t_sd", 10.0), "metric.t_sd")
-    if t_sd <= 0:
-        raise _err(f"{source}: metric.t_sd must be > 0, got {t_sd}", field="metric.t_sd")
-    direction = metric.get("direction", "higher_is_worse")
-    if direction not in DIRECTIONS:
-        raise _err(f"{source}: metric.direction must be one of {DIRECTIONS}, got {direction!r}", field="metric.direction")
-    bands = []
-    raw_bands = doc.get("severity_bands")
-    raw_bands = [] if raw_bands is None else raw_bands
-    if not isinstance(raw_bands, list):
-        raise _err(f"{source}: severity_bands must be a list", field="severity_bands")
-    for j, bd in enumerate(raw_bands):
-        where = f"severity_bands[{j}]"
-        if not isinstance(bd, dict) or set(bd) - {"label", "min_t", "max_t"} or "label" not in bd:
-            raise _err(f"{source}: {where} must be an object with label, min_t, max_t", field=where)
-        lo = None if bd.get("min_t") is None else _num(bd["min_t"], where + ".min_t")
-        hi = None if bd.get("max_t") is None else _num(bd["max_t"], where + ".max_t")
-        if lo is not None and hi is not None and hi <= lo:
-            raise _err(f"{source}: {where}: max_t ({hi}) must exceed min_t ({lo})", field=where)
-        bands.append((_str(bd["label"], where + ".label", max_len=100), lo, hi))
+    t_mean, t_sd, direction, bands = _parse_metric_and_bands(doc, source)
     items_raw = doc["items"]
     if not isinstance(items_raw, list) or not items_raw:
         raise _err(f"{source}: items must be a non-empty list", field="items")

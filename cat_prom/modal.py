@@ -350,6 +350,7 @@ def _solve_block(eq, xi, ans):
     flat = pc * K + xi[pr, pc]
     f, info_bounds, info_nodes, c = eq.on_nodes(pattern_matrix(xi, ans, K, flat=flat))
     pos = f > 0
+    pos[:, -1] = f[:, -1] >= 0  # f(upper) = 0 (underflow at an extreme pattern) is the bound, not a root
     down = pos[:, :-1] & ~pos[:, 1:]  # f falls through zero in cell q: [θ_q, θ_{q+1}] brackets a root
     rows, cells = np.nonzero(down)
     has = np.zeros(B, dtype=bool)
@@ -365,7 +366,8 @@ def _solve_block(eq, xi, ans):
     (g0, k0), (g1, k1) = (eq.slopes_at(q, run, None if c is None else info_nodes[rows, q],
                                        None if c is None else c[rows, q]) for q in (cells, cells + 1))
     s, curv = _quintic_root(f[rows, cells], f[rows, cells + 1], g0, g1, k0, k1, h)
-    th, I, ell = _newton(eq, nodes[cells] + s * h, nodes[cells].copy(), nodes[cells + 1].copy(), curv, rows, pairs)
+    lo, hi = nodes[cells], nodes[cells + 1]
+    th, I, ell = _newton(eq, np.clip(lo + s * h, lo, hi), lo.copy(), hi.copy(), curv, rows, pairs)
     best = _best_roots(eq, rows, th, ell, pairs) if eq.wle else np.ones(rows.size, dtype=bool)
     theta[rows[best]] = th[best]
     info[rows[best]] = I[best]
