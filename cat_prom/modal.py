@@ -58,7 +58,7 @@ THETA_TOL = 1e-10
 MAX_STEP = 2e-5
 #: Widest spacing of the nodes that bracket the roots (81 nodes on [-6, 6]).
 BRACKET_STEP = 0.15
-_ROWS = 512  # patterns per block (bounds the sparse product and the pair arrays)
+_ROWS = 1024  # patterns per block (bounds the sparse product and the pair arrays)
 _MAX_ITER = 60  # Newton/bisection iterations per root; bisection alone needs ~25 from 0.15 to 1e-9
 
 
@@ -236,7 +236,8 @@ def _quintic_root(f0, f1, g0, g1, k0, k1, h):
     c5 = 6.0 * A - 3.0 * B + 0.5 * C
     lo, hi = np.zeros_like(f0), np.ones_like(f0)
     s = f0 / (f0 - f1)
-    for _ in range(10):
+    live = np.ones(s.shape, dtype=bool)
+    for _ in range(12):
         H = f0 + s * (m0 + s * (c2 + s * (c3 + s * (c4 + s * c5))))
         dH = m0 + s * (2.0 * c2 + s * (3.0 * c3 + s * (4.0 * c4 + s * 5.0 * c5)))
         pos = H > 0
@@ -244,7 +245,12 @@ def _quintic_root(f0, f1, g0, g1, k0, k1, h):
         hi = np.where(pos, hi, s)
         with np.errstate(divide="ignore", invalid="ignore"):
             sn = s - H / dH
-        s = np.where((sn > lo) & (sn < hi), sn, 0.5 * (lo + hi))
+        sn = np.where((sn > lo) & (sn < hi), sn, 0.5 * (lo + hi))
+        sn = np.where(live, sn, s)  # a converged root stays put: each row's start is its own
+        live &= np.abs(sn - s) >= 1e-13
+        s = sn
+        if not live.any():
+            break
     d2H = 2.0 * c2 + s * (6.0 * c3 + s * (12.0 * c4 + s * 20.0 * c5))
     return s, d2H / (h * h)
 
