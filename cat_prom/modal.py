@@ -157,23 +157,22 @@ class _Equation:
         self.D = np.concatenate(cols, axis=1)
 
     def on_nodes(self, pm):
-        """f at the nodes (B, Q), I at the two bounds (B, 2), and for WLE I and c = J/(2I) at the
-        nodes (B, Q) (else None), for the patterns of a :func:`pattern_matrix` ``pm``."""
+        """f at the nodes (B, Q), I at the two bounds (B, 2), and for WLE I and J at the nodes (each
+        (B, Q); else None), for the patterns of a :func:`pattern_matrix` ``pm``."""
         Q = self.nodes.shape[0]
         G = pm @ self.D
-        f, info, c = G[:, :Q], None, None
+        f = G[:, :Q]
         if self.wle:
-            info = G[:, Q:2 * Q]
-            c = G[:, 2 * Q:] / (2.0 * np.maximum(info, 1e-300))
-            f += c
-            return f, info[:, [0, Q - 1]], info, c
+            info, J = G[:, Q:2 * Q], G[:, 2 * Q:]
+            f += J / (2.0 * np.maximum(info, 1e-300))  # I and J underflow together far from the items
+            return f, info[:, [0, Q - 1]], (info, J)
         if self.method == "map":
             f -= (self.nodes - self.mean) * self.inv_var
-        return f, G[:, Q:], None, None
+        return f, G[:, Q:], None
 
-    def slopes_at(self, q, run, info, c):
+    def slopes_at(self, q, run, IJ):
         """f' and f'' at node indices ``q`` (C,) of candidates whose answered items are ``run`` (from
-        :func:`_runs`); ``info``, ``c``: I and Warm's c there (WLE only)."""
+        :func:`_runs`); ``IJ``: I and J there (WLE only)."""
         items, flat, counts = run
         Q = self.nodes.shape[0]
         qq = np.repeat(q, counts)
@@ -183,7 +182,7 @@ class _Equation:
             d1f -= self.inv_var
         elif self.wle:
             dI, dJ, ddI, ddJ = np.add.reduceat(self.dsums.take(items * Q + qq, axis=0), starts).T
-            _, c1, c2 = _warm(info, 2.0 * c * np.maximum(info, 1e-300), dI, dJ, ddI, ddJ)
+            _, c1, c2 = _warm(*IJ, dI, dJ, ddI, ddJ)
             d1f += c1
             d2f += c2
         return d1f, d2f
@@ -354,7 +353,7 @@ def _solve_block(eq, xi, ans):
     B, K = xi.shape[0], eq.p.kmax
     pr, pc = np.nonzero(ans)
     flat = pc * K + xi[pr, pc]
-    f, info_bounds, info_nodes, c = eq.on_nodes(pattern_matrix(xi, ans, K, flat=flat))
+    f, info_bounds, IJ = eq.on_nodes(pattern_matrix(xi, ans, K, flat=flat))
     pos = f > 0
     pos[:, -1] = f[:, -1] >= 0  # f(upper) = 0 (underflow at an extreme pattern) is the bound, not a root
     down = pos[:, :-1] & ~pos[:, 1:]  # f falls through zero in cell q: [θ_q, θ_{q+1}] brackets a root
@@ -369,8 +368,8 @@ def _solve_block(eq, xi, ans):
     counts = ans.sum(axis=1)
     pairs = (counts, np.cumsum(counts) - counts, pc, flat)
     run = _runs(rows, *pairs)
-    (g0, k0), (g1, k1) = (eq.slopes_at(q, run, None if c is None else info_nodes[rows, q],
-                                       None if c is None else c[rows, q]) for q in (cells, cells + 1))
+    (g0, k0), (g1, k1) = (eq.slopes_at(q, run, None if IJ is None else (IJ[0][rows, q], IJ[1][rows, q]))
+                          for q in (cells, cells + 1))
     s, curv = _quintic_root(f[rows, cells], f[rows, cells + 1], g0, g1, k0, k1, h)
     lo, hi = nodes[cells], nodes[cells + 1]
     th, I, ell = _newton(eq, np.clip(lo + s * h, lo, hi), lo.copy(), hi.copy(), curv, rows, pairs)
