@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cat_prom import ItemBank, scoring
-from cat_prom.bank_io import read_params_csv, read_responses_csv, write_params
+from cat_prom.io import read_params_csv, read_responses_csv, write_params
 from cat_prom.cli import main
 from cat_prom.errors import InvalidDataError
 

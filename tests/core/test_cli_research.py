@@ -21,7 +21,8 @@ import pytest
 
 from cat_prom import ItemBank
 from cat_prom.calibration import simulate_responses
-from cat_prom.cli import _Progress, main
+from cat_prom.cli import main
+from cat_prom.cli.common import Progress
 
 LABELS = "Never,Rarely,Sometimes,Often,Always"
 IDS = [f"Q{i + 1}" for i in range(8)]
@@ -220,19 +221,19 @@ def test_progress_bar_only_on_a_terminal():
             return True
 
     s = Tty()
-    bar = _Progress("EM", stream=s)
+    bar = Progress("EM", stream=s)
     bar.em(1, -1234.5, 0.5, max_iter=500, tol=1e-4)
     bar.em(2, -1200.0, 1e-5, max_iter=500, tol=1e-4)
     bar.close()
     text = s.getvalue()
-    assert "cycle    1" in text and "loglik -1,234.50" in text and "#" * _Progress.WIDTH in text
+    assert "cycle    1" in text and "loglik -1,234.50" in text and "#" * Progress.WIDTH in text
     assert text.endswith("\n")
     quiet = Tty()
-    bar = _Progress("EM", stream=quiet, quiet=True)
+    bar = Progress("EM", stream=quiet, quiet=True)
     bar.em(1, -1.0, 0.5, max_iter=10, tol=1e-4)
     bar.close()
     plain = io.StringIO()  # not a terminal (a log file, a pipe)
-    bar = _Progress("EM", stream=plain)
+    bar = Progress("EM", stream=plain)
     bar.em(1, -1.0, 0.5, max_iter=10, tol=1e-4)
     bar.close()
     assert quiet.getvalue() == "" and plain.getvalue() == ""
@@ -272,7 +273,7 @@ def test_bank_report_with_and_without_responses(calibrated, tmp_path, capsys):
 
 
 def test_engine_does_not_import_matplotlib():
-    code = ("import sys, cat_prom, cat_prom.cli, cat_prom.report, cat_prom.calibration, cat_prom.simulation; "
+    code = ("import sys, cat_prom, cat_prom.cli, cat_prom.reports.calibration, cat_prom.calibration, cat_prom.simulation; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -28,13 +28,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import irt
-from .errors import CatPromError
+from .. import grid, irt
+from ..calibration.fit import MISFIT_ALPHA, marginal_reliability, test_information
+from ..errors import CatPromError
 
 __all__ = ["write_calibration_report", "standard_errors_from_provenance", "MISFIT_ALPHA"]
 
-#: Items with an S-X² p-value below this are flagged as misfitting.
-MISFIT_ALPHA = 0.01
 _PANELS_PER_FIGURE = 24
 _COLS = 4
 
@@ -88,7 +87,6 @@ def standard_errors_from_provenance(bank) -> tuple[np.ndarray | None, np.ndarray
 
 # ----------------------------------------------------------------------------- plots
 def _test_information_plot(Figure, bank, theta):
-    from .calibration import test_information
     info = test_information(theta, bank)
     se = 1.0 / np.sqrt(np.maximum(info, 1e-12))
     fig = Figure(figsize=(7, 3.8))
@@ -222,13 +220,11 @@ def write_calibration_report(bank, directory: str | os.PathLike, *, result: Any 
     -------
     dict : ``{"report": path, "misfit": [item ids with p < MISFIT_ALPHA], "marginal_reliability": float}``
     """
-    from .calibration import marginal_reliability
-
     Figure = _matplotlib()
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     e = html.escape
-    theta = np.linspace(theta_range[0], theta_range[1], 161)
+    theta = grid.nodes(theta_range[0], theta_range[1], 161)
 
     if se_a is None and se_b is None and result is not None and getattr(result, "se_a", None) is not None:
         idx = {iid: j for j, iid in enumerate(result.ids)}
@@ -378,5 +374,5 @@ nav a{{margin-right:1em}}</style></head><body>
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
     return __version__
