@@ -438,23 +438,44 @@ def _shown_output(command_start):
     raise AssertionError(f"no block starting with {command_start!r}")
 
 
+def _run_doc_block(command_start, capsys):
+    """Run the commands of the bash block of docs/researchers.md that starts with ``command_start`` (in-process,
+    as written: the current folder must see docs/); return (combined stdout, combined stderr)."""
+    import shlex
+    blocks = _doc_blocks()
+    text = next(t for lang, t in blocks if lang == "bash" and t.startswith(command_start))
+    outs, errs = [], []
+    for command in text.replace("\\\n", " ").splitlines():
+        command = command.split("  #")[0].strip()
+        if not command:
+            continue
+        words = shlex.split(command)
+        assert words[0] == "cat-prom", command
+        code, out, err = run(words[1:], capsys)
+        assert code == 0, (command, err)
+        outs.append(out)
+        errs.append(err)
+    return "".join(outs), "".join(errs)
+
+
 def test_researchers_doc_calibration_example_is_real(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").symlink_to(os.path.join(ROOT, "docs"))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795348800")
-    code, out, err = run(["calibrate", os.path.join(EXAMPLES, "worry-form-a.csv"), "--model", "grm",
-                          "--out", "pain-worry.json", "--stems", os.path.join(EXAMPLES, "worry-stems-a.csv"),
-                          "--id", "pain-worry", "--name", "Pain worry (example)", "--labels", LABELS,
-                          "--report", "report-worry"], capsys)
-    assert code == 0, err
-    assert _normalise(out) == _normalise(_shown_output("cat-prom calibrate docs/examples/worry-form-a.csv"))
-    code, out, err = run(["calibrate", os.path.join(EXAMPLES, "worry-form-b.csv"), "--out", "form-b.json",
-                          "--id", "pain-worry-form-b", "--stems", os.path.join(EXAMPLES, "worry-stems-b.csv"),
-                          "--labels", LABELS, "--quiet"], capsys)
-    assert code == 0, err
-    code, out, err = run(["link", "form-b.json", "--to", "pain-worry.json", "--method", "stocking-lord",
-                          "--out", "form-b-linked.json"], capsys)
-    assert code == 0, err
-    assert _normalise(out) == _normalise(_shown_output("cat-prom calibrate docs/examples/worry-form-b.csv"))
+    first = "cat-prom calibrate docs/examples/worry-form-a.csv"
+    out, _ = _run_doc_block(first, capsys)
+    assert _normalise(out) == _normalise(_shown_output(first))
+    check = "cat-prom bank validate out/pain-worry.json"
+    out, err = _run_doc_block(check, capsys)
+    printed = _normalise(out + err).splitlines()
+    assert all(line in printed for line in _normalise(_shown_output(check)).splitlines())  # `bank show` not shown
+    anchored = "cat-prom calibrate docs/examples/worry-forms-ab.csv --anchor"
+    out, _ = _run_doc_block(anchored, capsys)
+    assert _normalise(out) == _normalise(_shown_output(anchored))
+    linked = "cat-prom calibrate docs/examples/worry-form-b.csv"
+    out, _ = _run_doc_block(linked, capsys)
+    assert _normalise(out) == _normalise(_shown_output(linked))
+    assert sorted(os.listdir(tmp_path)) == ["docs", "out"]  # everything went into out/
 
 
 def test_example_data_are_reproducible(tmp_path):

@@ -62,3 +62,28 @@ def test_researchers_scoring_example_output(capsys):
     out = capsys.readouterr().out
     shown = [line for line in table.splitlines() if line != "..."]
     assert out.splitlines()[: len(shown)] == shown
+
+
+def test_calibrate_bank_example_runs_and_matches_the_command_line(tmp_path, monkeypatch, capsys):
+    """docs/calibration.md's calibrate_bank example prints what its comments say, and writes the very bank
+    (same content hash) that `cat-prom calibrate` writes with the same options."""
+    import contextlib
+    import io
+    import re
+
+    from cat_prom import ItemBank
+    block = next(b for b in _blocks("calibration.md", "python") if "calibrate_bank(" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").symlink_to(DOCS)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795348800")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(block, "calibration.md", "exec"), {})
+    expected = [m.group(1) for m in re.finditer(r"^print\(.*# -> (.*)$", block, re.M)]
+    assert buf.getvalue().splitlines() == expected and len(expected) == 3
+    assert (tmp_path / "out" / "report-worry" / "report.html").exists()
+    code = main(["calibrate", "docs/examples/worry-form-a.csv", "--out", "cli.json", "--stems",
+                 "docs/examples/worry-stems-a.csv", "--id", "pain-worry", "--name", "Pain worry (example)",
+                 "--labels", "Never,Rarely,Sometimes,Often,Always", "--quiet"])
+    assert code == 0
+    assert ItemBank.load("out/pain-worry.json").content_hash == ItemBank.load("cli.json").content_hash
