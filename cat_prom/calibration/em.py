@@ -14,8 +14,8 @@ from numpy.typing import ArrayLike
 
 from .. import grid
 from ..errors import CalibrationError, InvalidDataError
-from .model import A_MAX, LOG_FLOOR, eta_to_ab, feasible, ids_of, log_slope_prior, logp_eta, prepare_responses, probs_jac
-from .model import quadrature
+from .model import (A_MAX, LOG_FLOOR, eta_to_ab, feasible, ids_of, log_slope_prior, logp_eta, prepare_responses,
+                    probs_jac, quadrature)
 from .prepare import (category_counts, check_models, check_slope_prior, check_weights, fixed_spec as _fixed_spec,
                       patterns, sparse_categories, starting_values)
 from .results import CalibrationResult, ItemIssue

@@ -71,6 +71,34 @@ class ItemFitResult:
     n_persons: int
 
 
+def _pooled_statistic(Oc, Ec, mincell) -> tuple[float, np.ndarray]:
+    """Pearson statistic of observed vs expected counts (score groups × categories) after pooling each
+    category column's tail cells with expected count < ``mincell`` into the adjacent group (mirt's rule).
+
+    Returns the statistic and the mask of the cells kept, shape (n_groups, n_categories).
+    """
+    valid = np.ones_like(Ec, dtype=bool)
+    nrow = Ec.shape[0]
+    for k in range(Ec.shape[1]):  # pool sparse tail cells per category column
+        for rr in range(nrow - 1):
+            if valid[rr, k] and Ec[rr, k] < mincell:
+                Ec[rr + 1, k] += Ec[rr, k]
+                Oc[rr + 1, k] += Oc[rr, k]
+                valid[rr, k] = False
+            else:
+                break
+        for rr in range(nrow - 1, 0, -1):
+            if valid[rr, k] and Ec[rr, k] < mincell:
+                Ec[rr - 1, k] += Ec[rr, k]
+                Oc[rr - 1, k] += Oc[rr, k]
+                valid[rr, k] = False
+            else:
+                break
+    valid &= Ec > 0
+    stat = float(np.sum(np.where(valid, (Oc - Ec) ** 2 / np.where(valid, Ec, 1.0), 0.0)))
+    return stat, valid
+
+
 def item_fit_sx2(responses: ArrayLike, params: Any, *, ids: Sequence[str] | None = None,
                  n_quad: int = 61, bound: float = 6.0,
                  mincell: float = 1.0, n_estimated: int | Sequence[int] | None = None) -> ItemFitResult:
@@ -152,26 +180,7 @@ def item_fit_sx2(responses: ArrayLike, params: Any, *, ids: Sequence[str] | None
         keep_rows = Ns[rows] > 0
         Oc, Ec = Oc[keep_rows], Ec[keep_rows]
         Ec = np.where(Ec > 0, Ec, 0.0)
-        Oc, Ec = Oc.copy(), Ec.copy()
-        valid = np.ones_like(Ec, dtype=bool)
-        nrow = Ec.shape[0]
-        for k in range(k_i):  # pool sparse tail cells per category column
-            for rr in range(nrow - 1):
-                if valid[rr, k] and Ec[rr, k] < mincell:
-                    Ec[rr + 1, k] += Ec[rr, k]
-                    Oc[rr + 1, k] += Oc[rr, k]
-                    valid[rr, k] = False
-                else:
-                    break
-            for rr in range(nrow - 1, 0, -1):
-                if valid[rr, k] and Ec[rr, k] < mincell:
-                    Ec[rr - 1, k] += Ec[rr, k]
-                    Oc[rr - 1, k] += Oc[rr, k]
-                    valid[rr, k] = False
-                else:
-                    break
-        valid &= Ec > 0
-        stat = float(np.sum(np.where(valid, (Oc - Ec) ** 2 / np.where(valid, Ec, 1.0), 0.0)))
+        stat, valid = _pooled_statistic(Oc.copy(), Ec.copy(), mincell)
         df = int(valid.sum() - valid.any(axis=1).sum() - int(npar[i]))
         sx2[i] = stat
         dfs[i] = df

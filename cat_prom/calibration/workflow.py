@@ -217,7 +217,7 @@ def calibrate_bank(responses: ResponseTable | Any, *, bank_id: str, model: str =
                    direction: str | None = None, start_item: str | None = None,
                    n_quad: int = 61, max_iter: int = 500, tol: float = 1e-4, min_count: float = 5,
                    collapse_sparse: bool = False, slope_prior: tuple[float, float] | None = None,
-                   se: bool = True, date: str | None = None,
+                   se: bool = True, item_fit: bool = True, date: str | None = None,
                    progress: Callable[[int, float, float], Any] | None = None) -> tuple[ItemBank, CalibrationDetails]:
     """Calibrate a bank from response data: the ``cat-prom calibrate`` workflow as one function.
 
@@ -250,6 +250,8 @@ def calibrate_bank(responses: ResponseTable | Any, *, bank_id: str, model: str =
         As for :func:`~cat_prom.calibration.calibrate` (``n_quad`` nodes on [-6, 6]).
     se : bool
         Standard errors (XPD), recorded in the provenance (default True).
+    item_fit : bool
+        S-X² item fit on the complete cases (default True; False saves its time on large data).
     date : str, optional
         Date recorded in the provenance (default: now, or ``SOURCE_DATE_EPOCH``).
 
@@ -283,7 +285,7 @@ def calibrate_bank(responses: ResponseTable | Any, *, bank_id: str, model: str =
             e.message = f"{table.source}: {e.message}"
             e.args = (e.message,)
         raise
-    fit, fit_note, misfit = _item_fit(X, res)
+    fit, fit_note, misfit = _item_fit(X, res) if item_fit else (None, "not requested", [])
     reliability = marginal_reliability(res, mean=res.latent_mean, sd=res.latent_sd)
     n_obs = int((~np.isnan(X)).sum())
     nonconverged = tuple(i.item_id for i in res.issues if i.kind == "not_converged")

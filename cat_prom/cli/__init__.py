@@ -128,7 +128,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         until run).
     """
     parser = argparse.ArgumentParser(
-        prog=PROG, usage="%(prog)s [-h] [--version] COMMAND ...", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG, usage="%(prog)s [-h] [--version] COMMAND ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Computerised adaptive testing for patient-reported outcomes: item banks, scoring, "
                     "calibration, simulation and the CAT service.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

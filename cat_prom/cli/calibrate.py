@@ -52,6 +52,7 @@ def register(subparsers) -> None:
     c.add_argument("--slope-prior", type=float, nargs=2, metavar=("MU", "SD"),
                    help="log-normal prior on the slopes, log(a) ~ N(MU, SD²) (e.g. 0 0.5 for thin data)")
     c.add_argument("--no-se", action="store_true", help="skip standard errors (faster on very large data)")
+    c.add_argument("--no-fit", action="store_true", help="skip S-X² item fit (faster on very large data)")
     p.add_argument("--report", metavar="DIR", help="also write the HTML calibration report into DIR")
     p.add_argument("--allow-nonconverged", action="store_true",
                    help="exit 0 even when some items did not converge (the bank is written either way)")
@@ -95,7 +96,7 @@ def run(args) -> int:
             name=args.name, domain=args.domain, version=args.bank_version, direction=args.direction,
             start_item=args.start_item, n_quad=args.quad_points, max_iter=args.max_iter, tol=args.tol,
             min_count=args.min_count, collapse_sparse=args.collapse_sparse, slope_prior=args.slope_prior,
-            se=not args.no_se, progress=lambda c, ll, ch: bar.em(c, ll, ch, max_iter=args.max_iter, tol=args.tol))
+            se=not args.no_se, item_fit=not args.no_fit, progress=lambda c, ll, ch: bar.em(c, ll, ch, max_iter=args.max_iter, tol=args.tol))
     finally:
         bar.close()
     save_bank(bank, args.out)
@@ -105,8 +106,8 @@ def run(args) -> int:
     if args.report:
         from ..reports.calibration import write_calibration_report
         notes = [f"Item fit not computed: {det.fit_note}."] if det.fit_note and det.fit is None else []
-        out = write_calibration_report(bank, args.report, result=det.result, fit=det.fit,
-                                       summary=[("Response file", det.source), ("Response coding", det.coding["rule"])],
+        summary = [("Response file", det.source), ("Response coding", det.coding["rule"])]
+        out = write_calibration_report(bank, args.report, result=det.result, fit=det.fit, summary=summary,
                                        notes=notes)
         if not args.quiet:
             print(f"wrote {out['report']}")
