@@ -71,6 +71,53 @@ class ItemFitResult:
     n_persons: int
 
 
+def _combine(A, B):
+    """Summed-score likelihoods of two disjoint item sets, combined: ``out[:, s] = sum_t A[:, t] B[:, s - t]``.
+
+    ``A`` is ``(Q, m)``, ``B`` is ``(Q, n)``, the result ``(Q, m + n - 1)``: the score of the union is the
+    sum of the scores of the parts, independent given θ (the Lord-Wingersky recursion, one set at a time).
+    """
+    if A.shape[1] < B.shape[1]:
+        A, B = B, A
+    out = np.zeros((A.shape[0], A.shape[1] + B.shape[1] - 1))
+    for t in range(B.shape[1]):  # over the shorter one
+        out[:, t:t + A.shape[1]] += A * B[:, t:t + 1]
+    return out
+
+
+def _leave_one_out(nodes, p: irt.ItemParams) -> list[np.ndarray]:
+    """Summed-score likelihoods of all items but one, for each item: ``(Q, S_i + 1)`` arrays.
+
+    The items are cut into blocks of about sqrt(n_items); for item *i* in block *j* the likelihood is
+    the combination of every other block's (prefix and suffix products) with block *j*'s without *i*,
+    each block's from :func:`cat_prom.scoring.lord_wingersky`. About sqrt(n_items) times less work than
+    a recursion over the other items for every item.
+    """
+    I = p.n_items
+
+    def lw(idx):
+        if idx.size == 0:
+            return np.ones((nodes.shape[0], 1))
+        return lord_wingersky(nodes, irt.ItemParams(a=p.a[idx], b=p.b[idx], is_gpcm=p.is_gpcm[idx],
+                                                    n_cat=p.n_cat[idx]))
+
+    size = max(1, int(round(np.sqrt(I))))
+    blocks = [np.arange(s, min(I, s + size)) for s in range(0, I, size)]
+    per_block = [lw(b) for b in blocks]
+    prefix = [np.ones((nodes.shape[0], 1))]
+    for L in per_block[:-1]:
+        prefix.append(_combine(prefix[-1], L))
+    suffix = [np.ones((nodes.shape[0], 1))]
+    for L in per_block[:0:-1]:
+        suffix.append(_combine(L, suffix[-1]))
+    suffix.reverse()
+    out = []
+    for j, block in enumerate(blocks):
+        others = _combine(prefix[j], suffix[j])
+        out += [_combine(others, lw(block[block != i])) for i in block]
+    return out
+
+
 def _pooled_statistic(Oc, Ec, mincell) -> tuple[float, np.ndarray]:
     """Pearson statistic of observed vs expected counts (score groups × categories) after pooling each
     category column's tail cells with expected count < ``mincell`` into the adjacent group (mirt's rule).
@@ -162,10 +209,7 @@ def item_fit_sx2(responses: ArrayLike, params: Any, *, ids: Sequence[str] | None
     sx2 = np.full(I, np.nan)
     dfs = np.zeros(I, dtype=np.int64)
     s_max = int((p.n_cat - 1).sum())
-    for i in range(I):  # per-item leave-one-out recursion (n_items is small)
-        rest = np.delete(np.arange(I), i)
-        f_mi = lord_wingersky(nodes, irt.ItemParams(a=p.a[rest], b=p.b[rest], is_gpcm=p.is_gpcm[rest],
-                                                    n_cat=p.n_cat[rest]))  # (Q, S_i + 1)
+    for i, f_mi in enumerate(_leave_one_out(nodes, p)):  # f_mi: (Q, S_i + 1), the items but i
         k_i = int(p.n_cat[i])
         E = np.zeros((S + 1, k_i))
         for k in range(k_i):
@@ -173,8 +217,7 @@ def item_fit_sx2(responses: ArrayLike, params: Any, *, ids: Sequence[str] | None
             E[k:k + num.size, k] = num
         with np.errstate(invalid="ignore", divide="ignore"):
             E = E / np.where(denom > 0, denom, np.inf)[:, None]
-        O = np.zeros((S + 1, k_i))
-        np.add.at(O, (score, Xc[:, i]), 1.0)
+        O = np.bincount(score * k_i + Xc[:, i], minlength=(S + 1) * k_i).reshape(S + 1, k_i).astype(float)
         rows = slice(1, s_max)  # drop min and max summed score
         Oc, Ec = O[rows], E[rows] * Ns[rows][:, None]
         keep_rows = Ns[rows] > 0

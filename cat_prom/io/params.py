@@ -135,6 +135,15 @@ def _id_column(header, param_names) -> int | None:
     return 0
 
 
+def _row_name(cells, jid, n, header, name, line, path) -> str:
+    """The item id of a row: its row-name cell, or ``I<n>`` when the table has no row names."""
+    iid = cells[jid].strip() if jid is not None else f"I{n}"
+    if not iid:
+        raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
+                               column=header[0])
+    return iid
+
+
 def _read_mirt(header, rows, name, path):
     lower = [h.lower() for h in header]
     jid = _id_column(lower, {"a", "a1", "b", "b1", "g", "u"})
@@ -161,10 +170,7 @@ def _read_mirt(header, rows, name, path):
     ja = lower.index(acol)
     out = []
     for n, (line, cells) in enumerate(rows, start=1):
-        iid = cells[jid].strip() if jid is not None else f"I{n}"
-        if not iid:
-            raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
-                                   column=header[0])
+        iid = _row_name(cells, jid, n, header, name, line, path)
         a = number(cells[ja], name, line, header[ja], path)
         thr = _thresholds([cells[j] for j, _ in bcols], [header[j] for j, _ in bcols], name, line, path)
         if jb is not None and not is_missing(cells[jb]):
@@ -230,10 +236,7 @@ def _read_catr(header, rows, name, path, model):
         model = model or "grm"
     out = []
     for n, (line, cells) in enumerate(rows, start=1):
-        iid = cells[jid].strip() if jid is not None else f"I{n}"
-        if not iid:
-            raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
-                                   column=header[0])
+        iid = _row_name(cells, jid, n, header, name, line, path)
         a = 1.0 if ja is None else number(cells[ja], name, line, header[ja], path)
         thr = _thresholds([cells[j] for j, _ in tcols], [h for _, h in tcols], name, line, path)
         if not thr:

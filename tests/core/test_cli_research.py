@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 import pytest
+from mdblocks import fenced_blocks
 
 from cat_prom import ItemBank
 from cat_prom.calibration import simulate_responses
@@ -410,18 +411,7 @@ EXAMPLES = os.path.join(ROOT, "docs", "examples")
 def _doc_blocks():
     """Fenced blocks of docs/researchers.md as (language, text)."""
     with open(os.path.join(ROOT, "docs", "researchers.md"), encoding="utf-8") as fh:
-        lines = fh.read().splitlines(keepends=True)
-    out, cur, lang = [], None, None
-    for line in lines:
-        if line.startswith("```"):
-            if cur is None:
-                cur, lang = [], line[3:].strip()
-            else:
-                out.append((lang, "".join(cur)))
-                cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+        return fenced_blocks(fh.read())
 
 
 def _normalise(text):

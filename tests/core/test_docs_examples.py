@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from mdblocks import fenced_blocks
 
 from cat_prom import Design
 from cat_prom.cli import main
@@ -16,19 +17,7 @@ DOCS = os.path.join(ROOT, "docs")
 def _blocks(name, lang):
     """Contents of the fenced code blocks of language ``lang`` ('' = no language) in docs/``name``."""
     with open(os.path.join(DOCS, name), encoding="utf-8") as fh:
-        lines = fh.read().splitlines(keepends=True)
-    out, cur, cur_lang = [], None, None
-    for line in lines:
-        if line.startswith("```"):
-            if cur is None:
-                cur, cur_lang = [], line[3:].strip()
-            else:
-                if cur_lang == lang:
-                    out.append("".join(cur))
-                cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+        return [text for block_lang, text in fenced_blocks(fh.read()) if block_lang == lang]
 
 
 def test_every_design_example_is_valid():

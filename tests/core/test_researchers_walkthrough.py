@@ -26,24 +26,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mdblocks import fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _blocks(markdown: str) -> list[tuple[str, str]]:
-    """Fenced blocks of Markdown text as (language, text), in order."""
-    out, cur, lang = [], None, ""
-    for line in markdown.splitlines(keepends=True):
-        if line.startswith("```"):
-            if cur is None:
-                cur, lang = [], line[3:].strip()
-            else:
-                out.append((lang, "".join(cur)))
-                cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
 
 
 def _commands(block: str) -> list[str]:
@@ -67,10 +53,10 @@ def _commands(block: str) -> list[str]:
 def walkthrough() -> list[tuple[list[str], str]]:
     """(commands of a bash block, the output shown after it) for the README block and docs/researchers.md."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    lang, text = _blocks(readme[readme.index("## Scoring a CSV"):])[0]
+    lang, text = fenced_blocks(readme[readme.index("## Scoring a CSV"):])[0]
     assert lang == "bash"
     steps = [(_commands(text), "")]
-    blocks = _blocks((ROOT / "docs" / "researchers.md").read_text(encoding="utf-8"))
+    blocks = fenced_blocks((ROOT / "docs" / "researchers.md").read_text(encoding="utf-8"))
     for n, (lang, text) in enumerate(blocks):
         if lang == "bash":
             shown = blocks[n + 1][1] if n + 1 < len(blocks) and blocks[n + 1][0] in ("", "json") else ""
