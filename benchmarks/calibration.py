@@ -30,6 +30,7 @@ code before a change) in the same run; with ``--out`` it replaces that section o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -163,6 +164,26 @@ print(time.perf_counter() - t1)
 """
 
 
+_PARTS_SCRIPT = """import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import cat_prom.calibration as cal
+parts = {"import cat_prom.calibration": time.perf_counter() - t0}
+try:
+    from cat_prom.io import read_responses
+    read = lambda p: read_responses(p).categories
+except ImportError:  # before the cat_prom.io package: the command line's own reader
+    from cat_prom.cli import _read_raw_responses
+    read = lambda p: _read_raw_responses(p)[2]
+t = time.perf_counter(); X = read(sys.argv[1]); parts["read the CSV"] = time.perf_counter() - t
+t = time.perf_counter(); res = cal.calibrate(X); parts["calibrate(X)"] = time.perf_counter() - t
+t = time.perf_counter(); cal.calibrate(X, se=True)
+parts["standard errors (se=True minus se=False)"] = time.perf_counter() - t - parts["calibrate(X)"]
+t = time.perf_counter(); cal.item_fit_sx2(X, res); parts["item fit (S-X²)"] = time.perf_counter() - t
+print(json.dumps(parts))
+"""
+
+
 def _wall(cmd, **kw) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
@@ -198,6 +219,10 @@ def cli_rows(n_persons, n_items, peer_cli, repeat):
                     times.setdefault((name, "cat-prom calibrate --no-se --no-fit"), []).append(
                         _wall([exe, "calibrate", csv_path, "--out", out, "--quiet", "--no-se", "--no-fit"]))
                 times.setdefault((name, "cat-prom --help"), []).append(_wall([exe, "--help"]))
+                r = subprocess.run([python, "-c", _PARTS_SCRIPT, csv_path], check=True, capture_output=True,
+                                   text=True)
+                for part, t in json.loads(r.stdout).items():
+                    times.setdefault((name, "part: " + part), []).append(t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -225,6 +250,12 @@ def cli_section(n_persons, n_items, peer_cli, repeat) -> str:
             t = med.get((n, w))
             cells += ["–", "–"] if t is None else [f"{t:.2f}", f"{t / api[n]:.2f}"]
         lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    lines += ["", "Where the command's extra time goes (in one process each, same data; median):", "",
+              "| part | " + " | ".join(f"{n} (s)" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    parts = list(dict.fromkeys(k[1] for k in med if k[1].startswith("part: ")))  # in the order measured
+    for part in parts:
+        lines.append(f"| {part[6:]} | " + " | ".join(f"{med[(n, part)]:.2f}" if (n, part) in med else "–"
+                                                   for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 
