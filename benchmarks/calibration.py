@@ -154,44 +154,51 @@ def table(rows):
 
 CLI_HEADING = "## Command line vs Python API"
 _API_SCRIPT = """import sys, time
-t0 = time.perf_counter()
 import numpy as np
 from cat_prom.calibration import calibrate
 X = np.load(sys.argv[1]).astype(float)
-t1 = time.perf_counter()
+t1 = time.process_time()
 calibrate(X)
-print(time.perf_counter() - t1)
+print(time.process_time() - t1)
 """
 
 
 _PARTS_SCRIPT = """import json, sys, time
-t0 = time.perf_counter()
+t0 = time.process_time()
 import numpy as np
 import cat_prom.calibration as cal
-parts = {"import cat_prom.calibration": time.perf_counter() - t0}
+parts = {"import cat_prom.calibration": time.process_time() - t0}
 try:
     from cat_prom.io import read_responses
     read = lambda p: read_responses(p).categories
 except ImportError:  # before the cat_prom.io package: the command line's own reader
     from cat_prom.cli import _read_raw_responses
     read = lambda p: _read_raw_responses(p)[2]
-t = time.perf_counter(); X = read(sys.argv[1]); parts["read the CSV"] = time.perf_counter() - t
-t = time.perf_counter(); res = cal.calibrate(X); parts["calibrate(X)"] = time.perf_counter() - t
-t = time.perf_counter(); cal.calibrate(X, se=True)
-parts["standard errors (se=True minus se=False)"] = time.perf_counter() - t - parts["calibrate(X)"]
-t = time.perf_counter(); cal.item_fit_sx2(X, res); parts["item fit (S-X²)"] = time.perf_counter() - t
+clock = time.process_time
+t = clock(); X = read(sys.argv[1]); parts["read the CSV"] = clock() - t
+t = clock(); res = cal.calibrate(X); parts["calibrate(X)"] = clock() - t
+t = clock(); cal.calibrate(X, se=True); parts["calibrate(X, se=True)"] = clock() - t
+t = clock(); cal.item_fit_sx2(X, res); parts["item fit (S-X²)"] = clock() - t
 print(json.dumps(parts))
 """
 
 
-def _wall(cmd, **kw) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - t0
+#: One BLAS thread in every measured process: on a shared machine CPU seconds of single-threaded runs are
+#: what stays comparable between runs (threads spinning for a busy core would count as work).
+_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def _cpu(cmd, **kw) -> float:
+    """CPU seconds (user + system) of a child process."""
+    import resource
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_ENV, **kw)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def cli_rows(n_persons, n_items, peer_cli, repeat):
-    """Median wall times (s) of the API and the CLI, this checkout and the peer, interleaved ``repeat`` times."""
+    """Median CPU seconds of the API and the CLI, this checkout and the peer, interleaved ``repeat`` times."""
     rng = np.random.default_rng(20260101 + n_persons + n_items)  # the main benchmark's complete data
     a, b = make_bank(rng, n_items)
     X = cal.simulate_responses(rng.normal(size=n_persons), (a, b), rng)
@@ -207,20 +214,25 @@ def cli_rows(n_persons, n_items, peer_cli, repeat):
             fh.write("id," + ",".join(f"I{j + 1}" for j in range(n_items)) + "\n")
             fh.writelines(f"p{p}," + ",".join(str(int(v) + 1) for v in row) + "\n" for p, row in enumerate(X))
         out = os.path.join(tmp, "bank.json")
+        run = {"cwd": tmp}  # not this checkout: `python -c` would import the package from the current folder
         for _ in range(repeat):
             for name, python, exe in tools:
-                r = subprocess.run([python, "-c", _API_SCRIPT, npy], check=True, capture_output=True, text=True)
+                r = subprocess.run([python, "-c", _API_SCRIPT, npy], check=True, capture_output=True, text=True,
+                                   env=_ENV, **run)
                 times.setdefault((name, "calibrate(X) call"), []).append(float(r.stdout))
                 times.setdefault((name, "python: import + load + calibrate(X)"), []).append(
-                    _wall([python, "-c", _API_SCRIPT, npy]))
+                    _cpu([python, "-c", _API_SCRIPT, npy], **run))
                 times.setdefault((name, "cat-prom calibrate (SEs, item fit)"), []).append(
-                    _wall([exe, "calibrate", csv_path, "--out", out, "--quiet"]))
+                    _cpu([exe, "calibrate", csv_path, "--out", out, "--quiet"], **run))
                 if name == "this checkout":
-                    times.setdefault((name, "cat-prom calibrate --no-se --no-fit"), []).append(
-                        _wall([exe, "calibrate", csv_path, "--out", out, "--quiet", "--no-se", "--no-fit"]))
-                times.setdefault((name, "cat-prom --help"), []).append(_wall([exe, "--help"]))
+                    fast = [exe, "calibrate", csv_path, "--out", out, "--quiet", "--no-se", "--no-fit"]
+                    times.setdefault((name, "cat-prom calibrate --no-se --no-fit"), []).append(_cpu(fast, **run))
+                times.setdefault((name, "cat-prom --help"), []).append(_cpu([exe, "--help"], **run))
+                t0 = time.perf_counter()
+                subprocess.run([exe, "--help"], check=True, stdout=subprocess.DEVNULL, **run)
+                times.setdefault((name, "cat-prom --help (wall)"), []).append(time.perf_counter() - t0)
                 r = subprocess.run([python, "-c", _PARTS_SCRIPT, csv_path], check=True, capture_output=True,
-                                   text=True)
+                                   text=True, env=_ENV, **run)
                 for part, t in json.loads(r.stdout).items():
                     times.setdefault((name, "part: " + part), []).append(t)
     return {k: statistics.median(v) for k, v in times.items()}
@@ -230,14 +242,15 @@ def cli_section(n_persons, n_items, peer_cli, repeat) -> str:
     load0 = os.getloadavg()[0]
     med = cli_rows(n_persons, n_items, peer_cli, repeat)
     what = ["calibrate(X) call", "python: import + load + calibrate(X)", "cat-prom calibrate (SEs, item fit)",
-            "cat-prom calibrate --no-se --no-fit", "cat-prom --help"]
+            "cat-prom calibrate --no-se --no-fit", "cat-prom --help", "cat-prom --help (wall)"]
     names = ["this checkout"] + (["peer"] if peer_cli else [])
     api = {n: med[(n, "calibrate(X) call")] for n in names}
     lines = [CLI_HEADING, "",
-             f"{n_persons}x{n_items} complete GRM data (5 categories), the CSV holding values 1..5; median of "
-             f"{repeat} interleaved runs, each in a fresh process. `ratio` = time / the same checkout's "
-             f"`calibrate(X)` call (the Python API). Peer: `{peer_cli}`." if peer_cli else
-             f"{n_persons}x{n_items} complete GRM data; median of {repeat} runs, each in a fresh process.",
+             f"{n_persons}x{n_items} complete GRM data (5 categories), the CSV holding values 1..5. CPU seconds "
+             f"(user + system) with one BLAS thread, each in a fresh process, median of {repeat} interleaved "
+             f"runs (on a shared machine the CPU time of single-threaded runs is what stays comparable between "
+             f"runs); `--help (wall)` is wall-clock time. `ratio` = time / the same checkout's `calibrate(X)` "
+             f"call (the Python API). " + (f"Peer: `{peer_cli}`." if peer_cli else ""),
              f"Measured {time.strftime('%Y-%m-%d %H:%M')}, load average {load0:.2f} at the start "
              f"({os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}). Command: "
              f"`python benchmarks/calibration.py --cli" + (f" --peer-cli {peer_cli}" if peer_cli else "")
@@ -250,7 +263,7 @@ def cli_section(n_persons, n_items, peer_cli, repeat) -> str:
             t = med.get((n, w))
             cells += ["–", "–"] if t is None else [f"{t:.2f}", f"{t / api[n]:.2f}"]
         lines.append(f"| {w} | " + " | ".join(cells) + " |")
-    lines += ["", "Where the command's extra time goes (in one process each, same data; median):", "",
+    lines += ["", "Where the command's time goes (CPU seconds in one process, same data, median):", "",
               "| part | " + " | ".join(f"{n} (s)" for n in names) + " |", "|---|" + "---:|" * len(names)]
     parts = list(dict.fromkeys(k[1] for k in med if k[1].startswith("part: ")))  # in the order measured
     for part in parts:
