@@ -1,0 +1,261 @@
+"""The one strict JSON reader for every JSON file the engine reads: banks, batteries, designs.
+
+``json.load`` alone accepts documents that mean something other than what they say, or
+that crash later: duplicate keys (``"a": -5, "a": 1.46`` silently keeps the last), ``NaN``
+and ``Infinity``, integers too long for Python to convert (a ``ValueError`` traceback),
+numbers beyond the double range (read as ``inf``), nesting deep enough to exhaust the
+stack (``RecursionError``), NUL characters, and files of any size or encoding.
+:func:`read_json` (a file) and :func:`parse_json` (bytes or text already in memory)
+accept exactly the JSON of RFC 8259 minus these, and reject anything else with the
+caller's :class:`~cat_prom.errors.CatPromError` subclass and a message that names the
+file, the position (line and column, or the JSON path such as ``items[3].a``) and the
+problem:
+
+* at most :data:`MAX_JSON_BYTES` bytes (20 MiB) of UTF-8; a UTF-8 byte-order mark is
+  skipped (editors on Windows write one), UTF-16/32 files are named as such;
+* no NUL byte in the file and no ``\\u0000`` in any string;
+* no duplicate key in any object;
+* only finite numbers: no ``NaN``/``Infinity`` literals, no float beyond ±1.8e308, no
+  integer of more than :data:`MAX_INT_DIGITS` digits;
+* at most :data:`MAX_DEPTH` levels of nested objects and arrays;
+* not empty, and nothing after the document.
+
+CRLF line endings are ordinary JSON whitespace and need nothing special.
+"""
+from __future__ import annotations
+
+import codecs
+import json
+import math
+import os
+from typing import Any
+
+from ..errors import CatPromError
+
+__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "read_json", "parse_json", "json_path"]
+
+#: Largest JSON file read (bytes).
+MAX_JSON_BYTES = 20 * 1024 * 1024
+#: Deepest nesting of objects and arrays (a bank needs 4: items, an item, options, an option).
+MAX_DEPTH = 64
+#: Most digits of an integer literal (a 128-bit seed has 39).
+MAX_INT_DIGITS = 100
+
+_UTF16_32 = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+             (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+class _BadNumber:
+    """A number literal the document may not hold; reported with its JSON path after parsing."""
+
+    __slots__ = ("text", "problem")
+
+    def __init__(self, text: str, problem: str):
+        self.text, self.problem = text, problem
+
+
+class _DupDict(dict):
+    """An object in which a key appeared twice: ``dup`` = (key, first value, last value)."""
+
+    __slots__ = ("dup",)
+
+
+def _parse_int(text: str):
+    digits = len(text) - (text[0] == "-")
+    if digits > MAX_INT_DIGITS:
+        return _BadNumber(text, f"has {digits} digits; at most {MAX_INT_DIGITS} are allowed")
+    return int(text)
+
+
+def _parse_float(text: str):
+    x = float(text)
+    if math.isinf(x):
+        return _BadNumber(text, "is beyond the range of a double (±1.8e308)")
+    return x
+
+
+def _parse_constant(text: str):
+    return _BadNumber(text, "NaN/Infinity")
+
+
+def _pairs(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    first: dict = {}
+    for k, v in pairs:
+        if k in first:
+            out = _DupDict(d)
+            out.dup = (k, first[k], v)
+            return out
+        first[k] = v
+    return d  # pragma: no cover - dict(pairs) shorter means a key repeated
+
+
+def json_path(path: tuple) -> str:
+    """``('items', 3, 'a')`` -> ``items[3].a``; keys that are not identifiers are quoted: ``designs['x y']``."""
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p.isidentifier():
+            out += f".{p}" if out else p
+        else:
+            out += f"[{p!r}]"
+    return out or "the top level"
+
+
+def _short(v: Any) -> str:
+    text = v.text if isinstance(v, _BadNumber) else json.dumps(v, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+class _Reader:
+    """Messages for one file: ``{name}: {subject} ...`` (``subject`` e.g. "bank file"; empty for terse)."""
+
+    def __init__(self, source: str, error: type[CatPromError], what: str, fields: dict):
+        self.source, self.error, self.what, self.fields = source, error, what, fields
+
+    def fail(self, problem: str, **fields) -> CatPromError:
+        return self.error(f"{self.source}: {problem}", **{**self.fields, **fields})
+
+    def subject(self, verb: str) -> str:
+        """'bank file is' / 'is' -> 'bank file is ...' or '...' for a terse reader."""
+        return f"{self.what} {verb} " if self.what else ""
+
+
+def parse_json(data: bytes | str, *, source: str, error: type[CatPromError], what: str = "",
+               fields: dict | None = None) -> Any:
+    """Parse a JSON document strictly (see the module docstring).
+
+    Parameters
+    ----------
+    data : bytes (UTF-8, with or without a byte-order mark) or str
+    source : str
+        The file name, first word of every message.
+    error : CatPromError subclass
+        Raised for every problem.
+    what : str
+        What the document is, for messages ("bank file"); empty for terse messages.
+    fields : dict, optional
+        Extra ``fields`` of the raised error.
+
+    Returns
+    -------
+    The document: dicts, lists, str, int, float, bool and None.
+    """
+    r = _Reader(source, error, what, dict(fields or {}))
+    text = _decode(data, r) if isinstance(data, (bytes, bytearray)) else data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    nul = text.find("\x00")
+    if nul >= 0:
+        line, col = _line_col(text, nul)
+        raise r.fail(f"{r.subject('contains')}a NUL byte at line {line} column {col}"
+                     f"{'' if r.what else ' (the file is damaged or not JSON text)'}; remove it",
+                     line=line, column=col)
+    if not text.strip():
+        raise r.fail(f"{r.subject('is')}empty; it must hold a JSON object")
+    try:
+        doc = json.loads(text, object_pairs_hook=_pairs, parse_int=_parse_int, parse_float=_parse_float,
+                         parse_constant=_parse_constant)
+    except json.JSONDecodeError as e:
+        raise r.fail(f"{r.subject('is')}not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
+                     line=e.lineno, column=e.colno) from None
+    except RecursionError:
+        raise r.fail(f"{r.subject('is')}nested too deeply (more than {MAX_DEPTH} levels of objects and "
+                     f"arrays)") from None
+    _check_tree(doc, r, check_nul="\\u0000" in text)
+    return doc
+
+
+def _decode(data: bytes, r: _Reader) -> str:
+    for bom, name in _UTF16_32:
+        if data.startswith(bom):
+            raise r.fail(f"{r.subject('is')}{name} text, not UTF-8; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise r.fail(f"{r.subject('is')}not UTF-8 text (byte 0x{data[e.start]:02x} at line {line} column {col}); "
+                     f"save it as UTF-8", line=line, column=col) from None
+
+
+def _check_tree(doc: Any, r: _Reader, *, check_nul: bool) -> None:
+    """Depth, duplicate keys, rejected numbers and (if ``check_nul``) NUL characters, in document order."""
+    if not isinstance(doc, (dict, list)):
+        _check_leaf(doc, (), r, check_nul)
+        return
+    stack = [(doc, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise r.fail(f"{r.subject('is')}nested too deeply (more than {MAX_DEPTH} levels of objects and arrays, "
+                         f"at {json_path(path)})", field=json_path(path))
+        if isinstance(node, dict):
+            if type(node) is _DupDict:
+                key, v1, v2 = node.dup
+                where = json_path(path)
+                raise r.fail(f"duplicate key {key!r} in the object at {where} (values {_short(v1)} and {_short(v2)}); "
+                             f"each key may appear once, so say which value is meant", field=where)
+            children = list(node.items())
+            if check_nul:
+                for k in node:
+                    if "\x00" in k:
+                        raise r.fail(f"a NUL character (\\u0000) in a key at {json_path(path)}; remove it",
+                                     field=json_path(path))
+        elif isinstance(node, list):
+            children = list(enumerate(node))
+        else:  # pragma: no cover - only containers are pushed
+            continue
+        for k, v in reversed(children):
+            if isinstance(v, (dict, list)):
+                stack.append((v, path + (k,), depth + 1))
+            else:
+                _check_leaf(v, path + (k,), r, check_nul)
+
+
+def _check_leaf(v: Any, path: tuple, r: _Reader, check_nul: bool) -> None:
+    if type(v) is _BadNumber:
+        where = json_path(path)
+        if v.problem == "NaN/Infinity":
+            raise r.fail(f"{r.what or 'the file'} contains {v.text}; only finite numbers are allowed (at {where})",
+                         field=where)
+        raise r.fail(f"{where}: the number {_short(v)} {v.problem}", field=where)
+    if check_nul and isinstance(v, str) and "\x00" in v:
+        where = json_path(path)
+        raise r.fail(f"{where}: a NUL character (\\u0000) in the text; remove it", field=where)
+
+
+def read_json(path: str | os.PathLike, *, error: type[CatPromError], what: str = "",
+              max_bytes: int | None = None, fields: dict | None = None) -> Any:
+    """Read a JSON file strictly (see the module docstring and :func:`parse_json`).
+
+    Parameters
+    ----------
+    path : the file
+    error, what, fields : as :func:`parse_json`
+    max_bytes : int, optional
+        Size limit (default :data:`MAX_JSON_BYTES`).
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path) or path
+    limit = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    r = _Reader(name, error, what, dict(fields or {}))
+    subject = what or "the file"
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)  # a device or a growing file cannot make us read more
+            size = os.fstat(fh.fileno()).st_size
+    except OSError as e:
+        reason = "it is a folder" if isinstance(e, IsADirectoryError) else e.strerror
+        raise r.fail(f"cannot read {subject} {path!r}: {reason}") from None
+    if len(data) > limit:
+        raise r.fail(f"{subject} {path!r} is {max(size, len(data))} bytes; the limit is {limit}")
+    return parse_json(data, source=name, error=error, what=what, fields=fields)
