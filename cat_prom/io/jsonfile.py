@@ -28,6 +28,8 @@ import codecs
 import json
 import math
 import os
+import re
+from itertools import accumulate
 from typing import Any
 
 from ..errors import CatPromError
@@ -60,36 +62,64 @@ class _DupDict(dict):
     __slots__ = ("dup",)
 
 
-def _parse_int(text: str):
-    digits = len(text) - (text[0] == "-")
-    if digits > MAX_INT_DIGITS:
+def _hooks() -> tuple:
+    """``(flagged, hooks)``: json.loads hooks that mark what the document may not hold (a
+    :class:`_BadNumber`, a :class:`_DupDict`) and append to ``flagged`` when they do, so that a
+    clean document (nearly every one) is not walked again."""
+    flagged: list = []
+
+    def pairs(items: list) -> dict:
+        d = dict(items)
+        if len(d) == len(items):
+            return d
+        flagged.append("duplicate key")
+        first: dict = {}
+        for k, v in items:
+            if k in first:
+                out = _DupDict(d)
+                out.dup = (k, first[k], v)
+                return out
+            first[k] = v
+        return d  # pragma: no cover - dict(items) shorter means a key repeated
+
+    def parse_int(text: str):
+        if len(text) <= MAX_INT_DIGITS:
+            return int(text)
+        digits = len(text) - (text[0] == "-")
+        if digits <= MAX_INT_DIGITS:
+            return int(text)
+        flagged.append("long integer")
         return _BadNumber(text, f"has {digits} digits; at most {MAX_INT_DIGITS} are allowed")
-    return int(text)
+
+    def parse_float(text: str):
+        x = float(text)
+        if x == math.inf or x == -math.inf:
+            flagged.append("huge number")
+            return _BadNumber(text, "is beyond the range of a double (±1.8e308)")
+        return x
+
+    def parse_constant(text: str):
+        flagged.append(text)
+        return _BadNumber(text, "NaN/Infinity")
+
+    return flagged, dict(object_pairs_hook=pairs, parse_int=parse_int, parse_float=parse_float,
+                         parse_constant=parse_constant)
 
 
-def _parse_float(text: str):
-    x = float(text)
-    if math.isinf(x):
-        return _BadNumber(text, "is beyond the range of a double (±1.8e308)")
-    return x
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal (unrolled: fast on long text)
+_NOT_BRACKET = bytes(c for c in range(128) if chr(c) not in "[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
 
 
-def _parse_constant(text: str):
-    return _BadNumber(text, "NaN/Infinity")
-
-
-def _pairs(pairs: list) -> dict:
-    d = dict(pairs)
-    if len(d) == len(pairs):
-        return d
-    first: dict = {}
-    for k, v in pairs:
-        if k in first:
-            out = _DupDict(d)
-            out.dup = (k, first[k], v)
-            return out
-        first[k] = v
-    return d  # pragma: no cover - dict(pairs) shorter means a key repeated
+def _too_deep(text: str) -> bool:
+    """Whether valid JSON ``text`` nests objects and arrays more than :data:`MAX_DEPTH` deep, counting
+    its brackets outside strings (valid JSON is ASCII there, so ``bytes.translate`` picks them out)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _STRING.sub("", text).encode("ascii", "ignore").translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
 
 
 def json_path(path: tuple) -> str:
@@ -161,16 +191,20 @@ def parse_json(data: bytes | str, *, source: str, error: type[CatPromError], wha
                      line=line, column=col)
     if not text.strip():
         raise r.fail(f"{r.subject('is')}empty; it must hold a JSON object")
+    flagged, hooks = _hooks()
+    too_deep = f"{r.subject('is')}nested too deeply (more than {MAX_DEPTH} levels of objects and arrays)"
     try:
-        doc = json.loads(text, object_pairs_hook=_pairs, parse_int=_parse_int, parse_float=_parse_float,
-                         parse_constant=_parse_constant)
+        doc = json.loads(text, **hooks)
     except json.JSONDecodeError as e:
         raise r.fail(f"{r.subject('is')}not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                      line=e.lineno, column=e.colno) from None
     except RecursionError:
-        raise r.fail(f"{r.subject('is')}nested too deeply (more than {MAX_DEPTH} levels of objects and "
-                     f"arrays)") from None
-    _check_tree(doc, r, check_nul="\\u0000" in text)
+        raise r.fail(too_deep) from None
+    if _too_deep(text):
+        raise r.fail(too_deep)
+    check_nul = "\\u0000" in text
+    if flagged or check_nul:
+        _check_tree(doc, r, check_nul=check_nul)
     return doc
 
 
@@ -188,16 +222,14 @@ def _decode(data: bytes, r: _Reader) -> str:
 
 
 def _check_tree(doc: Any, r: _Reader, *, check_nul: bool) -> None:
-    """Depth, duplicate keys, rejected numbers and (if ``check_nul``) NUL characters, in document order."""
+    """The first duplicate key, rejected number or (if ``check_nul``) NUL character in document order,
+    reported with its JSON path."""
     if not isinstance(doc, (dict, list)):
         _check_leaf(doc, (), r, check_nul)
         return
-    stack = [(doc, (), 0)]
+    stack = [(doc, ())]
     while stack:
-        node, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise r.fail(f"{r.subject('is')}nested too deeply (more than {MAX_DEPTH} levels of objects and arrays, "
-                         f"at {json_path(path)})", field=json_path(path))
+        node, path = stack.pop()
         if isinstance(node, dict):
             if type(node) is _DupDict:
                 key, v1, v2 = node.dup
@@ -216,7 +248,7 @@ def _check_tree(doc: Any, r: _Reader, *, check_nul: bool) -> None:
             continue
         for k, v in reversed(children):
             if isinstance(v, (dict, list)):
-                stack.append((v, path + (k,), depth + 1))
+                stack.append((v, path + (k,)))
             else:
                 _check_leaf(v, path + (k,), r, check_nul)
 
