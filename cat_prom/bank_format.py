@@ -1,7 +1,7 @@
 """The bank document format ``cat-prom-bank/1``: reading, validation and serialisation.
 
 A bank is one JSON document (schema in ``docs/bank.schema.json``). This module turns a file
-(read by the strict :func:`cat_prom.io.jsonfile.read_json`) or a parsed document into
+(read by the strict :func:`cat_prom.jsonfile.read_json`) or a parsed document into
 validated plain values — all or nothing: a corrupt or hostile document is rejected with an
 :class:`~cat_prom.errors.InvalidBankError` that names the field and says how to fix it — and
 writes documents back (:func:`build_document`, :func:`content_hash`).
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from . import irt
 from .errors import InvalidBankError
-from .io.jsonfile import MAX_JSON_BYTES, read_json
+from .jsonfile import MAX_JSON_BYTES, read_json
 
 __all__ = ["BANK_FORMAT", "DIRECTIONS", "DEMO_DISCLAIMER", "MAX_BANK_BYTES", "MAX_ITEMS", "MAX_CATEGORIES",
            "SLOPE_MAX", "THRESHOLD_MAX", "T_MEAN_MAX", "T_SD_MAX", "slope_problem", "threshold_problem",
@@ -111,7 +111,7 @@ def threshold_problem(b: float, name: str = "threshold") -> str | None:
 
 def read_document(path: str | os.PathLike) -> Any:
     """Read a bank file as parsed JSON: at most :data:`MAX_BANK_BYTES` of strict UTF-8 JSON
-    (:func:`cat_prom.io.jsonfile.read_json`: no duplicate keys, NaN/Infinity, oversized numbers
+    (:func:`cat_prom.jsonfile.read_json`: no duplicate keys, NaN/Infinity, oversized numbers
     or NUL characters)."""
     return read_json(path, error=InvalidBankError, what="bank file", max_bytes=MAX_BANK_BYTES)
 

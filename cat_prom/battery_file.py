@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Collection, Mapping
 
 from .errors import CatPromError, InvalidBatteryError
-from .io.jsonfile import read_json
+from .jsonfile import read_json
 
 __all__ = ["BatteryDef", "load_battery", "battery_from_dict", "FIELDS", "ID_PATTERN"]
 
@@ -177,7 +177,7 @@ def battery_from_dict(doc: Any, *, banks: Collection[str] | None = None, source:
 
 def load_battery(path: str | os.PathLike, *, banks: Collection[str] | None = None) -> BatteryDef:
     """Read and validate a battery file (see :func:`battery_from_dict`), read strictly
-    (:func:`cat_prom.io.jsonfile.read_json`: no duplicate keys, NaN, oversized numbers or NUL)."""
+    (:func:`cat_prom.jsonfile.read_json`: no duplicate keys, NaN, oversized numbers or NUL)."""
     path = os.fspath(path)
     doc = read_json(path, error=InvalidBatteryError, fields={"field": "battery"})
     return battery_from_dict(doc, banks=banks, source=os.path.basename(path))

@@ -74,9 +74,9 @@ def load_bank(path: str):
 
 def read_design(path: str | None):
     """The design in a JSON file (the PROMIS default design without one), read strictly
-    (:func:`cat_prom.io.jsonfile.read_json`)."""
+    (:func:`cat_prom.jsonfile.read_json`)."""
     from ..design import Design
-    from ..io.jsonfile import read_json
+    from ..jsonfile import read_json
     if path is None:
         return Design()
     doc = read_json(path, error=InvalidDesignError, what="design file", fields={"field": "design"})

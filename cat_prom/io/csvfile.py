@@ -28,6 +28,7 @@ import os
 import re
 
 from ..errors import InvalidDataError
+from ..jsonfile import NotUTF8, decode_utf8, line_col
 
 __all__ = ["MISSING", "MAX_COLUMNS", "FORMULA_START", "read_csv_rows", "check_unique_header",
            "number", "cell_text", "is_missing", "person_ids", "neutralise_cell", "needs_neutralising", "restore_cell",
@@ -44,23 +45,21 @@ _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|Infinity
 
 def _decode(data: bytes, name: str, path: str) -> str:
     """UTF-8 text of a CSV file (a byte-order mark skipped), or an error naming the first bad byte."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InvalidDataError(f"{name} is UTF-16 text (Excel's \"Unicode text\"); save it as \"CSV UTF-8\"",
-                               file=path)
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InvalidDataError(f"{name} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save it as "
-                               f"UTF-8 CSV", file=path, line=line) from None
+        return decode_utf8(data)
+    except NotUTF8 as e:
+        if e.encoding:
+            raise InvalidDataError(f"{name} is {e.encoding} text (Excel's \"Unicode text\"); save it as \"CSV UTF-8\"",
+                                   file=path) from None
+        raise InvalidDataError(f"{name} line {e.line}: not UTF-8 text (byte 0x{e.byte:02x}); save it as UTF-8 CSV",
+                               file=path, line=e.line) from None
 
 
 def _nul_error(text: str, name: str, path: str) -> InvalidDataError:
     pos = text.index("\x00")
-    line = text.count("\n", 0, pos) + 1
-    start = text.rfind("\n", 0, pos) + 1
+    line, column = line_col(text, pos)
     try:
-        before = next(csv.reader([text[start:pos]]), [])
+        before = next(csv.reader([text[pos - column + 1:pos]]), [])
         col = f", column {max(len(before), 1)}"
     except csv.Error:
         col = ""
@@ -204,23 +203,33 @@ def restore_cell(cell: str) -> str:
     return cell
 
 
-class _SafeWriter:
-    """A ``csv.writer`` whose rows pass through :func:`neutralise_cell` and whose cells holding a line
-    break (CR or LF) are always quoted. (``csv.writer`` quotes only the characters of its own line
-    terminator, so with ``"\\n"`` a CR inside a stem would be written bare and split the row.)"""
+class _Terminator:
+    """A text stream that ends each record ``csv.writer`` writes with ``end`` instead of CRLF."""
 
-    __slots__ = ("_fh", "_end", "_buf", "_w")
+    __slots__ = ("_fh", "_end")
+
+    def __init__(self, fh, end: str):
+        self._fh, self._end = fh, end
+
+    def write(self, record: str):
+        return self._fh.write(record[:-2] + self._end)  # csv.writer writes one whole record per call
+
+
+class _SafeWriter:
+    """A ``csv.writer`` whose text cells pass through :func:`neutralise_cell` and whose cells holding a
+    line break are always quoted: ``csv.writer`` quotes only the characters of its own line terminator,
+    so with ``"\\n"`` a CR inside a stem would be written bare and split the row. It therefore writes
+    CRLF-terminated records to a :class:`_Terminator`, which puts the wanted line ending back."""
+
+    __slots__ = ("_w",)
 
     def __init__(self, fh, lineterminator: str = "\n", **kw):
-        self._fh, self._end = fh, lineterminator
-        self._buf = io.StringIO()
-        self._w = csv.writer(self._buf, lineterminator="\r\n", **kw)
+        self._w = csv.writer(fh if lineterminator == "\r\n" else _Terminator(fh, lineterminator),
+                             lineterminator="\r\n", **kw)
 
     def writerow(self, row) -> None:
-        self._buf.seek(0)
-        self._buf.truncate()
-        self._w.writerow([neutralise_cell(c) for c in row])
-        self._fh.write(self._buf.getvalue()[:-2] + self._end)
+        self._w.writerow([("'" + c if c[:1] in FORMULA_START and _NUMBER.fullmatch(c) is None else c)
+                          if type(c) is str else c for c in row])  # neutralise_cell, inlined (hot)
 
     def writerows(self, rows) -> None:
         for row in rows:

@@ -365,7 +365,7 @@ class TestLoad:
         with pytest.raises(InvalidBankError, match="nested too deeply|provenance must be an object"):
             ItemBank.load(p)
 
-    # the strict reader (cat_prom.io.jsonfile), shared with battery and design files
+    # the strict reader (cat_prom.jsonfile), shared with battery and design files
     @pytest.mark.parametrize("old,new,match,field", [
         ('"a": 2.1', '"a": -5, "a": 2.1', r"bank\.json: duplicate key 'a' in the object at items\[0\] \(values -5 and "
          r"2\.1\); each key may appear once", "items[0]"),
@@ -392,7 +392,7 @@ class TestLoad:
         assert bank.provenance["seed"] == int("9" * 100) and bank.content_hash == ItemBank.from_dict(doc).content_hash
 
     def test_nesting_limit_is_exact(self, tmp_path):
-        from cat_prom.io.jsonfile import MAX_DEPTH
+        from cat_prom.jsonfile import MAX_DEPTH
         doc = make_doc()  # the bank object is level 1, provenance level 2
         doc["provenance"]["deep"] = json.loads("[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2))
         ItemBank.load(self._write(tmp_path, json.dumps(doc)))

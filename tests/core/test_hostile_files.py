@@ -237,7 +237,7 @@ def test_calibration_with_an_item_that_does_not_discriminate_names_it(tmp_path, 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from cat_prom.errors import InvalidBankError  # noqa: E402
-from cat_prom.io.jsonfile import MAX_DEPTH, MAX_INT_DIGITS, parse_json  # noqa: E402
+from cat_prom.jsonfile import MAX_DEPTH, MAX_INT_DIGITS, parse_json  # noqa: E402
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
 _JSON = st.recursive(

@@ -32,9 +32,10 @@ import re
 from itertools import accumulate
 from typing import Any
 
-from ..errors import CatPromError
+from .errors import CatPromError
 
-__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "read_json", "parse_json", "json_path"]
+__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "read_json", "parse_json", "json_path", "decode_utf8",
+           "NotUTF8", "line_col"]
 
 #: Largest JSON file read (bytes).
 MAX_JSON_BYTES = 20 * 1024 * 1024
@@ -140,9 +141,31 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _line_col(text: str, pos: int) -> tuple[int, int]:
-    line = text.count("\n", 0, pos) + 1
-    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+class NotUTF8(ValueError):
+    """Why bytes are not UTF-8 text: ``encoding`` names a UTF-16/32 byte-order mark; otherwise ``byte``,
+    ``line`` and ``column`` locate the first byte that is not UTF-8."""
+
+    def __init__(self, encoding: str | None = None, byte: int = 0, line: int = 0, column: int = 0):
+        super().__init__(encoding or f"byte 0x{byte:02x} at line {line} column {column}")
+        self.encoding, self.byte, self.line, self.column = encoding, byte, line, column
+
+
+def line_col(text: str | bytes, pos: int) -> tuple[int, int]:
+    """1-based line and column of offset ``pos`` in ``text``."""
+    nl = "\n" if isinstance(text, str) else b"\n"
+    return text.count(nl, 0, pos) + 1, pos - (text.rfind(nl, 0, pos) + 1) + 1
+
+
+def decode_utf8(data: bytes) -> str:
+    """The text of a file's bytes: UTF-8, a byte-order mark skipped; :class:`NotUTF8` otherwise.
+    Shared by this reader and the CSV reader (:mod:`cat_prom.io.csvfile`)."""
+    for bom, name in _UTF16_32:
+        if data.startswith(bom):
+            raise NotUTF8(encoding=name)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise NotUTF8(None, data[e.start], *line_col(data, e.start)) from None
 
 
 class _Reader:
@@ -155,7 +178,8 @@ class _Reader:
         return self.error(f"{self.source}: {problem}", **{**self.fields, **fields})
 
     def subject(self, verb: str) -> str:
-        """'bank file is' / 'is' -> 'bank file is ...' or '...' for a terse reader."""
+        """The start of a sentence about the file: ``"bank file is "`` for ``verb="is"``; empty for a
+        terse reader (``what=""``), whose messages start with the problem after the file name."""
         return f"{self.what} {verb} " if self.what else ""
 
 
@@ -185,7 +209,7 @@ def parse_json(data: bytes | str, *, source: str, error: type[CatPromError], wha
         text = text[1:]
     nul = text.find("\x00")
     if nul >= 0:
-        line, col = _line_col(text, nul)
+        line, col = line_col(text, nul)
         raise r.fail(f"{r.subject('contains')}a NUL byte at line {line} column {col}"
                      f"{'' if r.what else ' (the file is damaged or not JSON text)'}; remove it",
                      line=line, column=col)
@@ -209,16 +233,13 @@ def parse_json(data: bytes | str, *, source: str, error: type[CatPromError], wha
 
 
 def _decode(data: bytes, r: _Reader) -> str:
-    for bom, name in _UTF16_32:
-        if data.startswith(bom):
-            raise r.fail(f"{r.subject('is')}{name} text, not UTF-8; save it as UTF-8")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise r.fail(f"{r.subject('is')}not UTF-8 text (byte 0x{data[e.start]:02x} at line {line} column {col}); "
-                     f"save it as UTF-8", line=line, column=col) from None
+        return decode_utf8(data)
+    except NotUTF8 as e:
+        if e.encoding:
+            raise r.fail(f"{r.subject('is')}{e.encoding} text, not UTF-8; save it as UTF-8") from None
+        raise r.fail(f"{r.subject('is')}not UTF-8 text ({e}); save it as UTF-8", line=e.line,
+                     column=e.column) from None
 
 
 def _check_tree(doc: Any, r: _Reader, *, check_nul: bool) -> None:
@@ -289,5 +310,6 @@ def read_json(path: str | os.PathLike, *, error: type[CatPromError], what: str =
         reason = "it is a folder" if isinstance(e, IsADirectoryError) else e.strerror
         raise r.fail(f"cannot read {subject} {path!r}: {reason}") from None
     if len(data) > limit:
-        raise r.fail(f"{subject} {path!r} is {max(size, len(data))} bytes; the limit is {limit}")
+        how_big = f"{size} bytes" if size > limit else f"more than {limit} bytes"  # a device has no size
+        raise r.fail(f"{subject} {path!r} is {how_big}; the limit is {limit}")
     return parse_json(data, source=name, error=error, what=what, fields=fields)
