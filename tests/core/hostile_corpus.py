@@ -776,7 +776,10 @@ def without_plugin_commands():
     in-process case. The engine commands' parsers are unchanged; the subprocess sample runs the
     full console script."""
     import cat_prom.cli as cli
-    saved = cli._plugins
+    saved = getattr(cli, "_plugins", None)
+    if saved is None:  # an older cat-prom without entry-point commands
+        yield
+        return
     cli._plugins = lambda: []
     try:
         yield
