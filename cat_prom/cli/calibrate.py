@@ -104,7 +104,8 @@ def run(args) -> int:
     bar = Progress("EM", quiet=args.quiet)
     try:
         bank, det = _calibrate(
-            calibrate_bank, table, bank_id=bank_id, model=args.model, anchor=anchor, stems=stems, labels=split_list(args.labels),
+            calibrate_bank, table, bank_id=bank_id, model=args.model, anchor=anchor, stems=stems,
+            labels=split_list(args.labels),
             name=args.name, domain=args.domain, version=args.bank_version, direction=args.direction,
             start_item=args.start_item, n_quad=args.quad_points, max_iter=args.max_iter, tol=args.tol,
             min_count=args.min_count, collapse_sparse=args.collapse_sparse, slope_prior=args.slope_prior,

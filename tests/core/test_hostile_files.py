@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 import hostile_corpus as hc
+import hostile_variants as hv
 from cat_prom import ItemBank
 from cat_prom.cli import main
 from cat_prom.io.csvfile import csv_writer, needs_neutralising, neutralise_cell, neutralise_file, restore_cell
@@ -185,19 +186,19 @@ def test_neutralise_file_rewrites_only_when_needed(tmp_path):
 @pytest.mark.parametrize("fmt", ["csv", "mirt", "catr"])
 def test_export_then_import_keeps_formula_ids_and_stems(tmp_path, fmt):
     """Export neutralises the cells; import removes the quote again, so the round trip is exact."""
-    stems = [*hc.FORMULA_STEMS[:3], "Line one\rline two", "Comma, and \"quotes\""]
-    doc = hc.bank_doc([(i, *it[1:3], s) for i, it, s in zip(hc.FORMULA_IDS, hc.ITEMS, stems)])
+    stems = [*hv.FORMULA_STEMS[:3], "Line one\rline two", "Comma, and \"quotes\""]
+    doc = hv.bank_doc([(i, *it[1:3], s) for i, it, s in zip(hv.FORMULA_IDS, hv.ITEMS, stems)])
     bank_file = tmp_path / "b.json"
     bank_file.write_text(json.dumps(doc), encoding="utf-8")
     out = tmp_path / f"export-{fmt}.csv"
     assert main(["bank", "export", str(bank_file), "--format", fmt, "--out", str(out)]) == 0
     assert not hc.formula_cells(str(out)) and len(hc.csv_widths(str(out))) == 1
     first_cells = [row[0] for row in csv.reader(open(out, newline="", encoding="utf-8"))][1:]
-    assert first_cells == [neutralise_cell(i) for i in hc.FORMULA_IDS]
+    assert first_cells == [neutralise_cell(i) for i in hv.FORMULA_IDS]
     back = tmp_path / "back.json"
     assert main(["bank", "import", str(out), "--format", fmt, "--out", str(back), "--values", "1,2,3,4,5"]) == 0
     orig, got = ItemBank.load(bank_file), ItemBank.load(back)
-    assert got.ids == orig.ids == tuple(hc.FORMULA_IDS)
+    assert got.ids == orig.ids == tuple(hv.FORMULA_IDS)
     np.testing.assert_array_equal(got.a, orig.a)  # repr(float) written: exact
     np.testing.assert_array_equal(got.b, orig.b)
     if fmt == "csv":
@@ -206,9 +207,9 @@ def test_export_then_import_keeps_formula_ids_and_stems(tmp_path, fmt):
 
 def test_score_output_neutralises_person_ids_but_keeps_numbers(tmp_path, capsys):
     bank_file = tmp_path / "b.json"
-    bank_file.write_text(json.dumps(hc.bank_doc()), encoding="utf-8")
+    bank_file.write_text(json.dumps(hv.bank_doc()), encoding="utf-8")
     resp = tmp_path / "r.csv"
-    resp.write_text(hc.responses_text(["Q1", "Q2"], [[1, 1], [5, 5], [2, 2]], ["=cmd()", "-1.25", "@x"]),
+    resp.write_text(hv.responses_text(["Q1", "Q2"], [[1, 1], [5, 5], [2, 2]], ["=cmd()", "-1.25", "@x"]),
                     encoding="utf-8")
     assert main(["score", "--bank", str(bank_file), "--responses", str(resp)]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
@@ -220,10 +221,10 @@ def test_score_output_neutralises_person_ids_but_keeps_numbers(tmp_path, capsys)
 def test_calibration_with_an_item_that_does_not_discriminate_names_it(tmp_path, capsys):
     """A reverse-keyed item hits the EM's slope floor (a = 0.001, thresholds in the hundreds): no bank
     the loader would reject is written; the message names the file and the item."""
-    values = hc.sample_grm(hc.ITEMS, 400, 21)
+    values = hv.sample_grm(hv.ITEMS, 400, 21)
     data = np.column_stack([values, 6 - values[:, 0]])  # N1 = Q1 reversed
     resp = tmp_path / "cal.csv"
-    resp.write_text(hc.responses_text([*[it[0] for it in hc.ITEMS], "N1"], data), encoding="utf-8")
+    resp.write_text(hv.responses_text([*[it[0] for it in hv.ITEMS], "N1"], data), encoding="utf-8")
     out = tmp_path / "bank.json"
     code = main(["calibrate", str(resp), "--out", str(out), "--no-se", "--no-fit", "--quiet"])
     err = capsys.readouterr().err
