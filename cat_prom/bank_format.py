@@ -1,10 +1,19 @@
 """The bank document format ``cat-prom-bank/1``: reading, validation and serialisation.
 
 A bank is one JSON document (schema in ``docs/bank.schema.json``). This module turns a file
-or a parsed document into validated plain values — all or nothing: a corrupt or hostile
-document is rejected with an :class:`~cat_prom.errors.InvalidBankError` that names the field
-and says how to fix it — and writes documents back (:func:`build_document`,
-:func:`content_hash`). :class:`cat_prom.bank.ItemBank` builds the engine's objects from
+(read by the strict :func:`cat_prom.jsonfile.read_json`) or a parsed document into
+validated plain values — all or nothing: a corrupt or hostile document is rejected with an
+:class:`~cat_prom.errors.InvalidBankError` that names the field and says how to fix it — and
+writes documents back (:func:`build_document`, :func:`content_hash`).
+
+Parameters must lie in a plausible range (:data:`SLOPE_MAX`, :data:`THRESHOLD_MAX`,
+:data:`T_MEAN_MAX`, :data:`T_SD_MAX`; :func:`slope_problem`, :func:`threshold_problem`, used
+by the parameter-table importers too). Calibrated PRO banks such as PROMIS's have slopes of
+roughly 0.5-6 and thresholds within roughly ±5 on the D = 1 θ metric; the bounds (slope in
+(0, 20], thresholds within ±20) leave more than three times that, while values such as 1e308
+pass a finiteness check and then overflow in scoring. With |θ| ≤ 6 (the default grid)
+``a·|θ − b| <= 20·26 = 520``, so every ``exp`` of the models stays within the range of a
+double (709). :class:`cat_prom.bank.ItemBank` builds the engine's objects from
 what :func:`parse_document` returns; this module creates none of them.
 """
 from __future__ import annotations
@@ -17,8 +26,10 @@ from typing import Any, Iterable, Mapping
 
 from . import irt
 from .errors import InvalidBankError
+from .jsonfile import MAX_JSON_BYTES, read_json
 
 __all__ = ["BANK_FORMAT", "DIRECTIONS", "DEMO_DISCLAIMER", "MAX_BANK_BYTES", "MAX_ITEMS", "MAX_CATEGORIES",
+           "SLOPE_MAX", "THRESHOLD_MAX", "T_MEAN_MAX", "T_SD_MAX", "slope_problem", "threshold_problem",
            "content_hash", "read_document", "parse_document", "build_document"]
 
 BANK_FORMAT = "cat-prom-bank/1"
@@ -27,9 +38,19 @@ DEMO_DISCLAIMER = (
     "Demonstration bank: item wording written for cat-prom and parameters calibrated on "
     "simulated data. Not clinically validated; do not use for patient care."
 )
-MAX_BANK_BYTES = 20 * 1024 * 1024
+MAX_BANK_BYTES = MAX_JSON_BYTES
 MAX_ITEMS = 20000
 MAX_CATEGORIES = 20
+#: Largest slope a (D = 1 logistic metric); a > 0.
+SLOPE_MAX = 20.0
+#: Largest |threshold| on the θ metric.
+THRESHOLD_MAX = 20.0
+#: Largest |metric.t_mean| and metric.t_sd of the reporting metric T = t_mean + t_sd·θ.
+T_MEAN_MAX = 1000.0
+T_SD_MAX = 1000.0
+_SCALE_HINT = ("a value this far out means another scale (normal-ogive slopes times 1.702 at most; thresholds "
+               "on the θ metric, not T-scores or mirt's intercepts d = -a·b) or a failed calibration (collapse "
+               "sparse categories, add a slope prior or drop the item)")
 _TOP_KEYS = {
     "format", "id", "name", "version", "domain", "recall_period", "model", "metric",
     "severity_bands", "start_item", "items", "provenance", "demo", "disclaimer",
@@ -49,47 +70,50 @@ def _err(msg: str, **fields):
     return InvalidBankError(msg, **fields)
 
 
-def _num(x, where: str) -> float:
+def _num(x, where: str, **fields) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise _err(f"{where} must be a number, got {type(x).__name__} {x!r}", field=where)
-    x = float(x)
+        raise _err(f"{where} must be a number, got {type(x).__name__} {repr(x):.60}", field=where, **fields)
+    try:
+        x = float(x)
+    except OverflowError:
+        x = math.inf
     if not math.isfinite(x):
-        raise _err(f"{where} must be finite, got {x}", field=where)
+        raise _err(f"{where} must be finite, got {x}", field=where, **fields)
     return x
 
 
-def _str(x, where: str, *, allow_empty=False, max_len=2000) -> str:
+def _str(x, where: str, *, allow_empty=False, max_len=2000, **fields) -> str:
     if not isinstance(x, str):
-        raise _err(f"{where} must be a string, got {type(x).__name__}", field=where)
+        raise _err(f"{where} must be a string, got {type(x).__name__}", field=where, **fields)
     if not allow_empty and not x.strip():
-        raise _err(f"{where} must not be empty", field=where)
+        raise _err(f"{where} must not be empty", field=where, **fields)
     if len(x) > max_len:
-        raise _err(f"{where} is longer than {max_len} characters", field=where)
+        raise _err(f"{where} is longer than {max_len} characters", field=where, **fields)
     return x
 
 
-def _reject_constant(name):
-    raise _err(f"bank file contains {name}; only finite numbers are allowed")
+def slope_problem(a: float) -> str | None:
+    """Why ``a`` is not a plausible slope (a message fragment), or None when 0 < a <= :data:`SLOPE_MAX`."""
+    if a <= 0:
+        return (f"slope a must be > 0, got {a}; a negatively keyed item should be reverse-scored before "
+                f"calibration")
+    if a > SLOPE_MAX:
+        return f"slope a must be at most {SLOPE_MAX:g}, got {a:g}; {_SCALE_HINT}"
+    return None
+
+
+def threshold_problem(b: float, name: str = "threshold") -> str | None:
+    """Why ``b`` is not a plausible threshold (a message fragment), or None when |b| <= :data:`THRESHOLD_MAX`."""
+    if abs(b) > THRESHOLD_MAX:
+        return f"{name} must be within ±{THRESHOLD_MAX:g} on the θ metric, got {b:g}; {_SCALE_HINT}"
+    return None
 
 
 def read_document(path: str | os.PathLike) -> Any:
-    """Read a bank file as parsed JSON (size-limited, UTF-8, finite numbers only)."""
-    path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise _err(f"cannot read bank file {path!r}: {e.strerror}") from None
-    if size > MAX_BANK_BYTES:
-        raise _err(f"bank file {path!r} is {size} bytes; the limit is {MAX_BANK_BYTES}")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh, parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise _err(f"bank file {path!r} is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise _err(f"bank file {path!r} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except RecursionError:
-        raise _err(f"bank file {path!r} is nested too deeply") from None
+    """Read a bank file as parsed JSON: at most :data:`MAX_BANK_BYTES` of strict UTF-8 JSON
+    (:func:`cat_prom.jsonfile.read_json`: no duplicate keys, NaN/Infinity, oversized numbers
+    or NUL characters)."""
+    return read_json(path, error=InvalidBankError, what="bank file", max_bytes=MAX_BANK_BYTES)
 
 
 def build_document(*, id, name, items: Iterable, model="grm", direction="higher_is_worse",
@@ -139,6 +163,11 @@ def _parse_metric_and_bands(doc: Mapping, source: str):
     t_sd = _num(metric.get("t_sd", 10.0), "metric.t_sd")
     if t_sd <= 0:
         raise _err(f"{source}: metric.t_sd must be > 0, got {t_sd}", field="metric.t_sd")
+    if t_sd > T_SD_MAX or abs(t_mean) > T_MEAN_MAX:
+        key, v, rng = (("t_sd", t_sd, f"at most {T_SD_MAX:g}") if t_sd > T_SD_MAX
+                       else ("t_mean", t_mean, f"within ±{T_MEAN_MAX:g}"))
+        raise _err(f"{source}: metric.{key} must be {rng}, got {v:g} (T = t_mean + t_sd·θ; PROMIS uses 50 and 10)",
+                   field=f"metric.{key}")
     direction = metric.get("direction", "higher_is_worse")
     if direction not in DIRECTIONS:
         raise _err(f"{source}: metric.direction must be one of {DIRECTIONS}, got {direction!r}", field="metric.direction")
@@ -164,8 +193,19 @@ def parse_document(doc: Any, source: str = "bank") -> dict:
 
     Returns the keyword arguments of :class:`~cat_prom.bank.ItemBank` as plain values: ``items``
     a list of dicts of :class:`~cat_prom.bank.Item` fields, ``bands`` a list of
-    (label, min_t, max_t) and ``doc`` the document without its ``content_hash``.
+    (label, min_t, max_t) and ``doc`` the document without its ``content_hash``. Every
+    error message starts with ``source`` (the file name).
     """
+    try:
+        return _parse_document(doc, source)
+    except InvalidBankError as e:
+        if not e.message.startswith(f"{source}: "):  # the type checks of _num and _str name the field only
+            e.message = f"{source}: {e.message}"
+            e.args = (e.message,)
+        raise
+
+
+def _parse_document(doc: Any, source: str) -> dict:
     if not isinstance(doc, dict):
         raise _err(f"{source}: a bank must be a JSON object, got {type(doc).__name__}")
     unknown = set(doc) - _TOP_KEYS
@@ -260,15 +300,19 @@ def _parse_item(raw, i, bank_model, seen, source):
     for key in ("a", "thresholds"):
         if key not in raw:
             raise _err(f"{source}: {label}: missing {key!r}", item_id=iid, field=key)
-    a = _num(raw["a"], f"{label}: a")
-    if a <= 0:
-        raise _err(f"{source}: {label}: slope a must be > 0, got {a}; a negatively keyed item should be "
-                   f"reverse-scored before calibration", item_id=iid, field="a")
+    a = _num(raw["a"], f"{label}: a", item_id=iid)
+    problem = slope_problem(a)
+    if problem:
+        raise _err(f"{source}: {label}: {problem}", item_id=iid, field="a")
     thr_raw = raw["thresholds"]
     if not isinstance(thr_raw, list) or not 1 <= len(thr_raw) < MAX_CATEGORIES:
         raise _err(f"{source}: {label}: thresholds must be a list of 1 to {MAX_CATEGORIES - 1} numbers",
                    item_id=iid, field="thresholds")
-    thr = tuple(_num(t, f"{label}: thresholds[{j}]") for j, t in enumerate(thr_raw))
+    thr = tuple(_num(t, f"{label}: thresholds[{j}]", item_id=iid) for j, t in enumerate(thr_raw))
+    for j, t in enumerate(thr):
+        problem = threshold_problem(t, f"thresholds[{j}] (b{j + 1})")
+        if problem:
+            raise _err(f"{source}: {label}: {problem}", item_id=iid, field="thresholds")
     model = raw.get("model", bank_model if bank_model != "mixed" else None)
     if model not in irt.MODELS:
         raise _err(f"{source}: {label}: model must be 'grm' or 'gpcm', got {model!r}", item_id=iid, field="model")
@@ -296,11 +340,11 @@ def _parse_item(raw, i, bank_model, seen, source):
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise _err(f"{source}: {label}: options[{j}].value must be an integer or a string", item_id=iid, field="options")
             values.append(v)
-            labels.append(_str(o["label"], f"{label}: options[{j}].label", max_len=200))
+            labels.append(_str(o["label"], f"{label}: options[{j}].label", max_len=200, item_id=iid))
         if len(set(values)) != len(values):
             raise _err(f"{source}: {label}: response option values must be distinct", item_id=iid, field="options")
         values, labels = tuple(values), tuple(labels)
-    stem = _str(raw.get("stem", iid), f"{label}: stem")
+    stem = _str(raw.get("stem", iid), f"{label}: stem", item_id=iid)
     content = raw.get("content")
     content = [] if content is None else content
     enemies = raw.get("enemies")
@@ -308,7 +352,7 @@ def _parse_item(raw, i, bank_model, seen, source):
     for key, val in (("content", content), ("enemies", enemies)):
         if not isinstance(val, list) or any(not isinstance(x, str) for x in val):
             raise _err(f"{source}: {label}: {key} must be a list of strings", item_id=iid, field=key)
-    ek = _num(raw.get("exposure_k", 1.0), f"{label}: exposure_k")
+    ek = _num(raw.get("exposure_k", 1.0), f"{label}: exposure_k", item_id=iid)
     if not 0 < ek <= 1:
         raise _err(f"{source}: {label}: exposure_k must be in (0, 1], got {ek}", item_id=iid, field="exposure_k")
     return dict(id=iid, stem=stem, values=values, labels=labels, a=a, thresholds=thr, model=model,

@@ -19,7 +19,6 @@ validator there and a field to :class:`BatteryDef`.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Collection, Mapping
 
 from .errors import CatPromError, InvalidBatteryError
+from .jsonfile import read_json
 
 __all__ = ["BatteryDef", "load_battery", "battery_from_dict", "FIELDS", "ID_PATTERN"]
 
@@ -176,17 +176,8 @@ def battery_from_dict(doc: Any, *, banks: Collection[str] | None = None, source:
 
 
 def load_battery(path: str | os.PathLike, *, banks: Collection[str] | None = None) -> BatteryDef:
-    """Read and validate a battery file (see :func:`battery_from_dict`)."""
+    """Read and validate a battery file (see :func:`battery_from_dict`), read strictly
+    (:func:`cat_prom.jsonfile.read_json`: no duplicate keys, NaN, oversized numbers or NUL)."""
     path = os.fspath(path)
-    name = os.path.basename(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except OSError as e:
-        raise InvalidBatteryError(f"{name}: cannot read the file: {e.strerror}", field="battery") from None
-    except json.JSONDecodeError as e:
-        raise InvalidBatteryError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
-                                  field="battery") from None
-    except (UnicodeDecodeError, RecursionError):
-        raise InvalidBatteryError(f"{name}: not a UTF-8 JSON document", field="battery") from None
-    return battery_from_dict(doc, banks=banks, source=name)
+    doc = read_json(path, error=InvalidBatteryError, fields={"field": "battery"})
+    return battery_from_dict(doc, banks=banks, source=os.path.basename(path))

@@ -140,8 +140,9 @@ def _logcosh(z):
 
 
 def _logsinh_pos(h):
-    # log(sinh(h)) for h > 0 (h == 0 gives -inf)
-    with np.errstate(divide="ignore"):
+    # log(sinh(h)) for h > 0 (h == 0 gives -inf); h < 0 only on the GPCM rows of a mixed bank, whose
+    # GRM values are discarded: a reversed step (a·Δb < -709) must not warn about that overflow
+    with np.errstate(divide="ignore", over="ignore"):
         return h + np.log(-np.expm1(-2.0 * h)) - _LOG2
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from ..errors import InvalidDataError
 from .common import info, load_bank, save_bank, split_list, values_list, warn
 
 HELP = "work with item-bank files: import, export, validate, show, report"
@@ -92,21 +93,15 @@ def run_export(args) -> int:
 
 def run_validate(args) -> int:
     from ..bank import ItemBank
+    from ..bank_format import read_document
+    doc = read_document(args.bank)  # strict JSON: the precise error for a file that is not a bank
     if not args.fix_hash:
-        bank = ItemBank.load(args.bank)
-        with open(args.bank, encoding="utf-8") as fh:
-            had_hash = "content_hash" in json.load(fh)
+        bank = ItemBank.from_dict(doc, source=args.bank)
         print(f"OK {args.bank}: bank {bank.id!r} version {bank.version}, {bank.n_items} items, {bank.content_hash}")
-        if not had_hash:
+        if "content_hash" not in doc:
             info("note: the file has no content_hash; `cat-prom bank validate --fix-hash` adds it")
         return 0
     # --fix-hash: validate everything except the stale hash, then rewrite the file
-    try:
-        with open(args.bank, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError):
-        ItemBank.load(args.bank)  # raises the precise error
-        raise
     old = doc.pop("content_hash", None) if isinstance(doc, dict) else None
     bank = ItemBank.from_dict(doc, source=args.bank)
     new = bank.content_hash
@@ -114,7 +109,7 @@ def run_validate(args) -> int:
         print(f"OK {args.bank}: bank {bank.id!r} version {bank.version}, {bank.n_items} items, {new} (hash unchanged)")
         return 0
     tmp = args.bank + ".tmp"
-    bank.save(tmp)
+    save_bank(bank, tmp)
     os.replace(tmp, args.bank)
     print(f"OK {args.bank}: bank {bank.id!r} version {bank.version}, {bank.n_items} items, {new} "
           f"(content_hash {'was ' + str(old) if old else 'added'})")
@@ -199,7 +194,10 @@ def run_report(args) -> int:
     fit, notes = None, []
     if args.responses:
         from ..io.responses import read_responses_csv
-        _, x = read_responses_csv(args.responses, bank)
+        ids, x = read_responses_csv(args.responses, bank)
+        if not ids:
+            raise InvalidDataError(f"{os.path.basename(args.responses)}: no persons (the file has a header but no "
+                                   f"rows); item fit needs response data")
         fit, notes = bank_item_fit(bank, x, source=os.path.basename(args.responses))
     out = write_calibration_report(bank, args.out, fit=fit, notes=notes)
     misfit = out["misfit"]

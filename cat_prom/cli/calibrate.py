@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..errors import InvalidDataError
+from ..errors import CalibrationError, InvalidBankError, InvalidDataError
 from .common import Progress, info, load_bank, save_bank, split_list, values_list
 
 HELP = "calibrate an item bank from response data (MML-EM, GRM or GPCM)"
@@ -79,6 +79,18 @@ def _check_options(args):
     return values
 
 
+def _calibrate(calibrate_bank, table, **kw):
+    """``calibrate_bank(table, **kw)``; estimates outside the bank format's plausible ranges (an item
+    that barely discriminates: slope ~ 0, thresholds in the hundreds) become a CalibrationError
+    that names the response file and the item, instead of a bank that could not be loaded."""
+    try:
+        return calibrate_bank(table, **kw)
+    except InvalidBankError as e:
+        detail = e.message.split(": ", 1)[1] if e.message.startswith(("bank: ", f"{table.source}: ")) else e.message
+        raise CalibrationError(f"{table.source}: the calibration gave implausible parameters, so no bank was written: "
+                               f"{detail}", **e.fields) from None
+
+
 def run(args) -> int:
     from ..calibration.workflow import calibrate_bank
     from ..io.params import read_stems_csv
@@ -91,8 +103,9 @@ def run(args) -> int:
     bank_id = args.bank_id or os.path.splitext(os.path.basename(args.out))[0] or "bank"
     bar = Progress("EM", quiet=args.quiet)
     try:
-        bank, det = calibrate_bank(
-            table, bank_id=bank_id, model=args.model, anchor=anchor, stems=stems, labels=split_list(args.labels),
+        bank, det = _calibrate(
+            calibrate_bank, table, bank_id=bank_id, model=args.model, anchor=anchor, stems=stems,
+            labels=split_list(args.labels),
             name=args.name, domain=args.domain, version=args.bank_version, direction=args.direction,
             start_item=args.start_item, n_quad=args.quad_points, max_iter=args.max_iter, tol=args.tol,
             min_count=args.min_count, collapse_sparse=args.collapse_sparse, slope_prior=args.slope_prior,

@@ -6,7 +6,6 @@ functions that need them), so that building the parser stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -74,22 +73,18 @@ def load_bank(path: str):
 
 
 def read_design(path: str | None):
-    """The design in a JSON file (the PROMIS default design without one)."""
+    """The design in a JSON file (the PROMIS default design without one), read strictly
+    (:func:`cat_prom.jsonfile.read_json`)."""
     from ..design import Design
+    from ..jsonfile import read_json
     if path is None:
         return Design()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except json.JSONDecodeError as e:
-        raise InvalidDataError(f"design file {path!r} is not valid JSON: {e.msg} at line {e.lineno} column "
-                               f"{e.colno}") from None
-    except UnicodeDecodeError:
-        raise InvalidDataError(f"design file {path!r} is not UTF-8 text") from None
+    doc = read_json(path, error=InvalidDesignError, what="design file", fields={"field": "design"})
     try:
         return Design.from_dict(doc)
     except InvalidDesignError as e:
         e.message = f"{os.path.basename(path)}: {e.message}"
+        e.args = (e.message,)
         raise
 
 

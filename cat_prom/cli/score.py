@@ -1,8 +1,6 @@
 """``cat-prom score`` and ``cat-prom score-table``: score response patterns; summed-score tables."""
 from __future__ import annotations
 
-import csv
-
 from ..errors import InvalidDataError
 from .common import add_grid_prior, grid_prior, info, load_bank, num, out_stream, split_list
 
@@ -36,6 +34,7 @@ def run_score(args) -> int:
     import numpy as np
 
     from .. import scoring
+    from ..io.csvfile import csv_writer
     from ..io.responses import read_responses_csv
     grid, prior = grid_prior(args)
     bank = load_bank(args.bank)
@@ -49,7 +48,7 @@ def run_score(args) -> int:
     t = bank.t_mean + bank.t_sd * theta
     tse = bank.t_sd * se
     with out_stream(args.out) as fh:
-        w = csv.writer(fh, lineterminator="\n")
+        w = csv_writer(fh)
         w.writerow(["id", "theta", "se", "t_score", "t_se", "n_answered", "note"])
         for r, pid in enumerate(ids):
             if n_ans[r] == 0:
@@ -98,6 +97,7 @@ def _sum_offset(items) -> tuple[int, int, str]:
 
 def run_score_table(args) -> int:
     from .. import scoring
+    from ..io.csvfile import csv_writer
     from ..irt import ItemParams
     grid, prior = grid_prior(args)
     bank = load_bank(args.bank)
@@ -118,7 +118,7 @@ def run_score_table(args) -> int:
     if sign < 0:
         rows.reverse()
     with out_stream(args.out) as fh:
-        w = csv.writer(fh, lineterminator="\n")
+        w = csv_writer(fh)
         w.writerow(["sum_score", "theta", "se", "t_score", "t_se", "probability"])
         for r in rows:
             s = offset + sign * int(tab["sum_score"][r])

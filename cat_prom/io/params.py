@@ -33,14 +33,13 @@ Item wording for a calibration (:func:`read_stems_csv`): header ``item_id,stem``
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
 from typing import Sequence
 
 from ..bank import BANK_FORMAT, DIRECTIONS, ItemBank
 from ..errors import InvalidDataError
-from .csvfile import check_unique_header, is_missing, number, read_csv_rows
+from .csvfile import check_unique_header, csv_writer, is_missing, number, read_csv_rows, restore_cell
 
 __all__ = ["FORMATS", "read_params_csv", "write_params", "read_stems_csv"]
 
@@ -109,7 +108,7 @@ def _read_cat_prom_csv(header, rows, name, path):
     jc = lower.index("content") if "content" in lower else None
     out = []
     for line, cells in rows:
-        iid = cells[ji].strip()
+        iid = restore_cell(cells[ji]).strip()
         if not iid:
             raise InvalidDataError(f"{name} line {line}, column 'item_id': empty item id", file=path, line=line,
                                    column="item_id")
@@ -121,8 +120,8 @@ def _read_cat_prom_csv(header, rows, name, path):
             if model not in ("grm", "gpcm"):
                 raise InvalidDataError(f"{name} line {line}, column 'model': {cells[jm].strip()!r} is not a model; "
                                        f"use grm or gpcm", file=path, line=line, column="model")
-        stem = cells[js].strip() if js is not None and cells[js].strip() else None
-        content = [t.strip() for t in cells[jc].split(";") if t.strip()] if jc is not None else []
+        stem = restore_cell(cells[js]).strip() if js is not None and cells[js].strip() else None
+        content = [t.strip() for t in restore_cell(cells[jc]).split(";") if t.strip()] if jc is not None else []
         out.append(_Row(line, iid, a, thr, model, stem, content))
     return out
 
@@ -137,7 +136,7 @@ def _id_column(header, param_names) -> int | None:
 
 def _row_name(cells, jid, n, header, name, line, path) -> str:
     """The item id of a row: its row-name cell, or ``I<n>`` when the table has no row names."""
-    iid = cells[jid].strip() if jid is not None else f"I{n}"
+    iid = restore_cell(cells[jid]).strip() if jid is not None else f"I{n}"
     if not iid:
         raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
                                column=header[0])
@@ -241,7 +240,7 @@ def _read_catr(header, rows, name, path, model):
         thr = _thresholds([cells[j] for j, _ in tcols], [h for _, h in tcols], name, line, path)
         if not thr:
             raise InvalidDataError(f"{name} line {line}: item {iid!r} has no thresholds", file=path, line=line)
-        content = [cells[jgroup].strip()] if jgroup is not None and cells[jgroup].strip() else []
+        content = [restore_cell(cells[jgroup]).strip()] if jgroup is not None and cells[jgroup].strip() else []
         out.append(_Row(line, iid, a, thr, model, None, content))
     return out, model
 
@@ -399,13 +398,13 @@ def write_params(bank: ItemBank, path, format: str = "csv") -> list[str]:
                 row.append(it.content[0])
             rows.append(row)
     if hasattr(path, "write"):  # an open text stream
-        w = csv.writer(path, lineterminator="\n")
+        w = csv_writer(path)
         w.writerow(header)
         w.writerows(rows)
         return warnings
     try:
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
+            w = csv_writer(fh)
             w.writerow(header)
             w.writerows(rows)
     except OSError as e:

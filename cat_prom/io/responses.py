@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidDataError
-from .csvfile import MISSING, check_unique_header, person_ids, read_csv_rows
+from .csvfile import MISSING, cell_text, check_unique_header, person_ids, read_csv_rows
 
 __all__ = ["ResponseTable", "read_responses", "read_responses_csv", "MAX_RAW_CATEGORIES"]
 
@@ -126,7 +126,7 @@ def _values_coder(values: Sequence, what: str):
             return k, None
         if cell in MISSING:
             return np.nan, None
-        return None, f"{cell!r} is not {what}"
+        return None, f"{cell_text(cell)} is not {what}"
     return code
 
 
@@ -136,12 +136,15 @@ def _integer_coder(cell: str):
         return np.nan, None
     try:
         f = float(cell)
-        if math.isfinite(f) and f.is_integer():
-            return int(f), None
     except ValueError:
-        pass
-    return None, (f"{cell!r} is not a whole number; cells hold integer response values (0..k-1 or 1..k), or the "
-                  f"values listed by --values; leave a missing answer empty or NA")
+        f = math.nan
+    if math.isfinite(f) and f.is_integer():
+        if f <= MAX_RAW_CATEGORIES:  # negative values are reported by _integer_rule, which knows the coding
+            return int(f), None
+        return None, (f"{cell_text(cell)} is not a response value: integer cells are categories 0..k-1 or values "
+                      f"1..k, with at most {MAX_RAW_CATEGORIES} categories")
+    return None, (f"{cell_text(cell)} is not a whole number; cells hold integer response values (0..k-1 or 1..k), or "
+                  f"the values listed by --values; leave a missing answer empty or NA")
 
 
 def _code_cells(rows, coders) -> tuple[np.ndarray, tuple | None, int]:

@@ -365,6 +365,53 @@ class TestLoad:
         with pytest.raises(InvalidBankError, match="nested too deeply|provenance must be an object"):
             ItemBank.load(p)
 
+    # the strict reader (cat_prom.jsonfile), shared with battery and design files
+    @pytest.mark.parametrize("old,new,match,field", [
+        ('"a": 2.1', '"a": -5, "a": 2.1', r"bank\.json: duplicate key 'a' in the object at items\[0\] \(values -5 and "
+         r"2\.1\); each key may appear once", "items[0]"),
+        ('"id": "pain-int-demo"', '"id": "x", "id": "pain-int-demo"', r"duplicate key 'id' in the object at the top level",
+         "the top level"),
+        ('"n": 1000', '"n": 1000, "n": 1000', r"duplicate key 'n' in the object at provenance \(values 1000 and 1000\)",
+         "provenance"),
+        ('"a": 2.1', '"a": ' + "7" * 101, r"items\[0\]\.a: the number 7{37}\.\.\. has 101 digits; at most 100", "items[0].a"),
+        ('"a": 2.1', '"a": -1e309', r"items\[0\]\.a: the number -1e309 is beyond the range of a double", "items[0].a"),
+        ('"stem": "', '"stem": "\\u0000', r"items\[0\]\.stem: a NUL character", "items[0].stem"),
+    ])
+    def test_strict_json(self, tmp_path, old, new, match, field):
+        text = json.dumps(make_doc())
+        assert old in text
+        with pytest.raises(InvalidBankError, match=match) as e:
+            ItemBank.load(self._write(tmp_path, text.replace(old, new, 1)))
+        assert e.value.fields["field"] == field
+
+    def test_strict_json_accepts_bom_crlf_and_100_digit_integers(self, tmp_path):
+        doc = make_doc()
+        doc["provenance"]["seed"] = int("9" * 100)
+        text = json.dumps(doc, indent=1).replace("\n", "\r\n")
+        bank = ItemBank.load(self._write(tmp_path, b"\xef\xbb\xbf" + text.encode("utf-8"), mode="b"))
+        assert bank.provenance["seed"] == int("9" * 100) and bank.content_hash == ItemBank.from_dict(doc).content_hash
+
+    def test_nesting_limit_is_exact(self, tmp_path):
+        from cat_prom.jsonfile import MAX_DEPTH
+        doc = make_doc()  # the bank object is level 1, provenance level 2
+        doc["provenance"]["deep"] = json.loads("[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2))
+        ItemBank.load(self._write(tmp_path, json.dumps(doc)))
+        doc["provenance"]["deep"] = json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))
+        with pytest.raises(InvalidBankError, match=rf"nested too deeply \(more than {MAX_DEPTH} levels"):
+            ItemBank.load(self._write(tmp_path, json.dumps(doc)))
+        doc["provenance"]["deep"] = ["[[[[" * 40, {"brackets in strings": "]]]]" * 40}]  # strings do not count
+        ItemBank.load(self._write(tmp_path, json.dumps(doc)))
+
+    @pytest.mark.parametrize("data,match", [
+        ("\ufeff{}".encode("utf-16"), r"bank file is UTF-16 text, not UTF-8"),
+        (b"", r"bank file is empty"), (b"\n \t\r\n", r"bank file is empty"),
+        (b'{"id": "x"}\x00', r"bank file contains a NUL byte at line 1 column 12"),
+        (b'{"id":\n "x\xe9"}', r"bank file is not UTF-8 text \(byte 0xe9 at line 2 column 4\)"),
+    ])
+    def test_encoding_and_empty_files(self, tmp_path, data, match):
+        with pytest.raises(InvalidBankError, match=match):
+            ItemBank.load(self._write(tmp_path, data, mode="b"))
+
     def test_item_error_names_file(self, tmp_path):
         doc = make_doc()
         doc["items"][0]["a"] = -1.0

@@ -195,6 +195,17 @@ BOTH_REJECT = {
     "exposure_k zero": _set(["items", 0, "exposure_k"], 0),
     "exposure_k above 1": _set(["items", 0, "exposure_k"], 1.5),
     "exposure_k null": _set(["items", 0, "exposure_k"], None),
+    # plausible parameter ranges (bank_format.SLOPE_MAX, THRESHOLD_MAX, T_MEAN_MAX, T_SD_MAX)
+    "a 1e308": _set(["items", 0, "a"], 1e308),
+    "a just above 20": _set(["items", 0, "a"], 20.000001),
+    "threshold 1e308 (GPCM)": _set(["items", 2, "thresholds", 0], 1e308),
+    "threshold -1e308": _set(["items", 3, "thresholds", 0], -1e308),
+    "threshold just above 20": _set(["items", 1, "thresholds", 3], 20.5),
+    "threshold just below -20": _set(["items", 1, "thresholds", 0], -20.5),
+    "t_mean 1e308": _set(["metric", "t_mean"], 1e308),
+    "t_mean below -1000": _set(["metric", "t_mean"], -1000.5),
+    "t_sd 1e308": _set(["metric", "t_sd"], 1e308),
+    "t_sd above 1000": _set(["metric", "t_sd"], 1000.5),
 }
 
 
@@ -207,6 +218,25 @@ def test_schema_and_bank_py_reject(validator, case):
     with pytest.raises(InvalidBankError):
         ItemBank.from_dict(copy.deepcopy(doc))
     assert not validator.is_valid(doc), f"schema accepts: {case}"
+
+
+# ------------------------------------------------------------------ both accept the edges of the ranges
+BOTH_ACCEPT = {
+    "a exactly 20": _set(["items", 0, "a"], 20),
+    "a tiny": _set(["items", 0, "a"], 1e-6),
+    "GRM thresholds spanning -20..20": _set(["items", 0, "thresholds"], [-20, -1.5, 3.0, 20]),
+    "GPCM steps at ±20": _set(["items", 2, "thresholds"], [20, -20]),
+    "t_mean -1000, t_sd 1000": _set(["metric"], {"t_mean": -1000, "t_sd": 1000}),
+    "t_mean 1000, t_sd 1": _set(["metric"], {"t_mean": 1000, "t_sd": 1}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOTH_ACCEPT))
+def test_schema_and_bank_py_accept_the_range_edges(validator, case):
+    doc = full_doc()
+    BOTH_ACCEPT[case](doc)
+    validator.validate(doc)
+    ItemBank.from_dict(copy.deepcopy(doc))
 
 
 # ------------------------------------------------------------------ checks beyond any JSON Schema
