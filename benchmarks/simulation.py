@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from cat_prom import Design, ItemBank  # noqa: E402
-from cat_prom.simulation import _Tables, simulate  # noqa: E402
+from cat_prom.simulation import simulate  # noqa: E402
 
 N_ITEMS = 300
 
@@ -59,7 +59,7 @@ def dich_params(seed=12):
 def time_ours(bank, theta, repeat):
     design = Design()
     t0 = time.perf_counter()
-    _Tables(bank, design)  # grid tables: built once per bank and grid, then cached on the bank
+    bank.grid(design.grid_theta())  # grid tables: built once per bank and grid, then cached on the bank
     setup = time.perf_counter() - t0
     best = None
     for r in range(repeat):
