@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install shell clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/cat-prom serve
+
+# A shell with .venv/bin first on PATH, so that `cat-prom` and `python` are the project's (exit to leave).
+# Without make: `. .venv/bin/activate`, or call .venv/bin/cat-prom directly.
+shell: $(STAMP)
+	@echo "cat-prom is on PATH in this shell ($(CURDIR)/$(VENV)/bin); type exit to leave."
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $${SHELL:-/bin/sh} -i
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -1,13 +1,10 @@
 """``cat-prom serve`` and ``cat-prom keys ...``.
 
-``cat_prom/cli.py`` owns the argument parser and wires these in lazily
-(the engine never imports Flask)::
-
-    from api.cli import add_subcommands     # inside cat_prom.cli, only when needed
-    add_subcommands(subparsers)             # adds `serve` and `keys`
-    args = parser.parse_args(); return args.func(args)
-
-``python -m api.cli serve|keys ...`` works on its own too.
+Registered with the ``cat-prom`` command through the entry-point group
+``cat_prom.commands`` in ``pyproject.toml`` (``serve`` and ``keys`` both name
+:func:`add_subcommands`); the engine never imports this package. ``cat-prom
+--help`` reads the one-line help of each command from :data:`COMMANDS` without
+importing it. ``python -m api.cli serve|keys ...`` works on its own too.
 """
 from __future__ import annotations
 
@@ -17,11 +14,13 @@ import os
 import sys
 
 ROLES = ("patient-app", "clinician", "researcher", "admin")
+#: The commands this module adds, with their one-line help (a literal: `cat-prom --help` reads it statically).
+COMMANDS = {"serve": "run the HTTP API under gunicorn", "keys": "manage API keys"}
 
 
 def add_subcommands(subparsers) -> None:
     """Add ``serve`` and ``keys`` to an argparse ``subparsers`` object; each sets ``func``."""
-    p = subparsers.add_parser("serve", help="run the HTTP API under gunicorn",
+    p = subparsers.add_parser("serve", help=COMMANDS["serve"],
                               description="Run the cat-prom HTTP API (gunicorn; Flask's debug server with --debug). "
                                           "On first start with no API keys, creates an admin and a patient-app key "
                                           "for tenant 'default' and prints them once.")
@@ -44,7 +43,7 @@ def add_subcommands(subparsers) -> None:
                    help="do not create first keys when the key table is empty")
     p.set_defaults(func=run_serve)
 
-    k = subparsers.add_parser("keys", help="manage API keys", description="Create, list and revoke API keys.")
+    k = subparsers.add_parser("keys", help=COMMANDS["keys"], description="Create, list and revoke API keys.")
     k.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
     ks = k.add_subparsers(dest="keys_command", metavar="{create,list,revoke}")
     ks.required = True

@@ -1,7 +1,9 @@
 """The banks and batteries the service can administer, loaded once per worker.
 
 Banks are the ``*.json`` files (format ``cat-prom-bank/1``) directly in the
-banks folder (``CAT_PROM_BANKS_DIR``); batteries are ``batteries/*.json``::
+banks folder (``CAT_PROM_BANKS_DIR``); batteries are ``batteries/*.json``, read
+by the engine's :func:`cat_prom.battery_file.load_battery` (format in
+``docs/bank-format.md``)::
 
     {"id": "pain-core", "name": "...", "banks": ["pain-intensity", ...],
      "designs": {"pain-intensity": {...design overrides...}}}
@@ -11,31 +13,16 @@ takes the other banks down with it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cat_prom.bank import ItemBank
+from cat_prom.battery_file import BatteryDef, load_battery
 from cat_prom.errors import CatPromError
 
 log = logging.getLogger("cat_prom.api.registry")
-
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-@dataclass(frozen=True)
-class BatteryDef:
-    id: str
-    name: str
-    banks: tuple[str, ...]
-    designs: dict
-    description: str = ""
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "banks": list(self.banks), "description": self.description}
 
 
 @dataclass
@@ -88,10 +75,10 @@ class Registry:
         if bdir.is_dir():
             for f in sorted(bdir.glob("*.json")):
                 try:
-                    bat = _load_battery(f, reg.banks)
-                except ValueError as e:
-                    reg.errors.append(f"batteries/{f.name}: {e}")
-                    log.error("skipping battery file %s: %s", f.name, e)
+                    bat = load_battery(f, banks=reg.banks)
+                except CatPromError as e:  # the message starts with the file name
+                    reg.errors.append(f"batteries/{e.message}")
+                    log.error("skipping battery file %s: %s", f.name, e.message)
                     continue
                 if bat.id in reg.batteries:
                     reg.errors.append(f"batteries/{f.name}: battery id {bat.id!r} already defined; skipped")
@@ -136,45 +123,3 @@ def _public_doc(bank: ItemBank, summary: dict) -> dict:
         doc["instructions"] = bank.instructions
     doc["items"] = [{"id": it.id, "stem": it.stem, "options": it.options()} for it in bank.items]
     return doc
-
-
-def _load_battery(f: Path, banks: dict) -> BatteryDef:
-    try:
-        with open(f, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError, RecursionError) as e:
-        raise ValueError(f"cannot read: {type(e).__name__}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("a battery must be a JSON object")
-    unknown = set(doc) - {"id", "name", "banks", "designs", "description"}
-    if unknown:
-        raise ValueError(f"unknown key {sorted(unknown)[0]!r}")
-    bid = doc.get("id")
-    if not isinstance(bid, str) or not ID_RE.match(bid):
-        raise ValueError("id must be a string of letters, digits, '.', '_' or '-'")
-    ids = doc.get("banks")
-    if not isinstance(ids, list) or not ids or not all(isinstance(x, str) for x in ids):
-        raise ValueError("banks must be a non-empty list of bank ids")
-    if len(set(ids)) != len(ids):
-        raise ValueError("banks lists a bank twice")
-    missing = [x for x in ids if x not in banks]
-    if missing:
-        raise ValueError(f"bank {missing[0]!r} is not loaded")
-    designs = doc.get("designs") or {}
-    if not isinstance(designs, dict) or not all(isinstance(v, dict) for v in designs.values()):
-        raise ValueError("designs must map bank ids to design objects")
-    extra = set(designs) - set(ids)
-    if extra:
-        raise ValueError(f"designs names bank {sorted(extra)[0]!r}, which is not in the battery")
-    try:
-        from cat_prom.design import Design
-    except Exception:  # pragma: no cover - engine missing; readyz reports it
-        Design = None
-    if Design is not None:
-        for b, d in designs.items():
-            try:
-                Design.from_dict(d)
-            except CatPromError as e:
-                raise ValueError(f"design for bank {b!r}: {e.message}") from None
-    return BatteryDef(id=bid, name=str(doc.get("name") or bid), banks=tuple(ids), designs=designs,
-                      description=str(doc.get("description", "")))

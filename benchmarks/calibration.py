@@ -18,13 +18,26 @@ Usage::
     python benchmarks/calibration.py            # 1000x20, 2000x30, 5000x40, 20000x60
     python benchmarks/calibration.py --quick    # smaller sizes, for CI
     python benchmarks/calibration.py --out benchmarks/results/calibration.md
+
+``--cli`` instead times the command line against the Python API on the 20000x60 complete data
+(``cat-prom calibrate`` on the CSV vs ``calibrate()`` on the array, each in a fresh process, and
+``cat-prom --help``), optionally beside another checkout's ``cat-prom`` (``--peer-cli``, e.g. the
+code before a change) in the same run; with ``--out`` it replaces that section of the file::
+
+    python benchmarks/calibration.py --cli --peer-cli /work/baseline/.venv/bin/cat-prom \\
+        --out benchmarks/results/calibration.md
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -139,11 +152,154 @@ def table(rows):
     return "\n".join(out)
 
 
+CLI_HEADING = "## Command line vs Python API"
+_API_SCRIPT = """import sys, time
+import numpy as np
+from cat_prom.calibration import calibrate
+X = np.load(sys.argv[1]).astype(float)
+t1 = time.process_time()
+calibrate(X)
+print(time.process_time() - t1)
+"""
+
+
+_PARTS_SCRIPT = """import json, sys, time
+t0 = time.process_time()
+import numpy as np
+import cat_prom.calibration as cal
+parts = {"import cat_prom.calibration": time.process_time() - t0}
+try:
+    from cat_prom.io import read_responses
+    read = lambda p: read_responses(p).categories
+except ImportError:  # before the cat_prom.io package: the command line's own reader
+    from cat_prom.cli import _read_raw_responses
+    read = lambda p: _read_raw_responses(p)[2]
+clock = time.process_time
+t = clock(); X = read(sys.argv[1]); parts["read the CSV"] = clock() - t
+t = clock(); res = cal.calibrate(X); parts["calibrate(X)"] = clock() - t
+t = clock(); cal.calibrate(X, se=True); parts["calibrate(X, se=True)"] = clock() - t
+t = clock(); cal.item_fit_sx2(X, res); parts["item fit (S-X²)"] = clock() - t
+print(json.dumps(parts))
+"""
+
+
+#: One BLAS thread in every measured process: on a shared machine CPU seconds of single-threaded runs are
+#: what stays comparable between runs (threads spinning for a busy core would count as work).
+_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def _cpu(cmd, **kw) -> float:
+    """CPU seconds (user + system) of a child process."""
+    import resource
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_ENV, **kw)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def cli_rows(n_persons, n_items, peer_cli, repeat):
+    """Median CPU seconds of the API and the CLI, this checkout and the peer, interleaved ``repeat`` times."""
+    rng = np.random.default_rng(20260101 + n_persons + n_items)  # the main benchmark's complete data
+    a, b = make_bank(rng, n_items)
+    X = cal.simulate_responses(rng.normal(size=n_persons), (a, b), rng)
+    here = shutil.which("cat-prom", path=os.path.dirname(sys.executable)) or "cat-prom"
+    tools = [("this checkout", sys.executable, here)]
+    if peer_cli:
+        tools.append(("peer", os.path.join(os.path.dirname(peer_cli), "python"), peer_cli))
+    times: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        npy, csv_path = os.path.join(tmp, "X.npy"), os.path.join(tmp, "responses.csv")
+        np.save(npy, X)
+        with open(csv_path, "w", encoding="utf-8") as fh:
+            fh.write("id," + ",".join(f"I{j + 1}" for j in range(n_items)) + "\n")
+            fh.writelines(f"p{p}," + ",".join(str(int(v) + 1) for v in row) + "\n" for p, row in enumerate(X))
+        out = os.path.join(tmp, "bank.json")
+        run = {"cwd": tmp}  # not this checkout: `python -c` would import the package from the current folder
+        for _ in range(repeat):
+            for name, python, exe in tools:
+                r = subprocess.run([python, "-c", _API_SCRIPT, npy], check=True, capture_output=True, text=True,
+                                   env=_ENV, **run)
+                times.setdefault((name, "calibrate(X) call"), []).append(float(r.stdout))
+                times.setdefault((name, "python: import + load + calibrate(X)"), []).append(
+                    _cpu([python, "-c", _API_SCRIPT, npy], **run))
+                times.setdefault((name, "cat-prom calibrate (SEs, item fit)"), []).append(
+                    _cpu([exe, "calibrate", csv_path, "--out", out, "--quiet"], **run))
+                if name == "this checkout":
+                    fast = [exe, "calibrate", csv_path, "--out", out, "--quiet", "--no-se", "--no-fit"]
+                    times.setdefault((name, "cat-prom calibrate --no-se --no-fit"), []).append(_cpu(fast, **run))
+                times.setdefault((name, "cat-prom --help"), []).append(_cpu([exe, "--help"], **run))
+                t0 = time.perf_counter()
+                subprocess.run([exe, "--help"], check=True, stdout=subprocess.DEVNULL, **run)
+                times.setdefault((name, "cat-prom --help (wall)"), []).append(time.perf_counter() - t0)
+                r = subprocess.run([python, "-c", _PARTS_SCRIPT, csv_path], check=True, capture_output=True,
+                                   text=True, env=_ENV, **run)
+                for part, t in json.loads(r.stdout).items():
+                    times.setdefault((name, "part: " + part), []).append(t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def cli_section(n_persons, n_items, peer_cli, repeat) -> str:
+    load0 = os.getloadavg()[0]
+    med = cli_rows(n_persons, n_items, peer_cli, repeat)
+    what = ["calibrate(X) call", "python: import + load + calibrate(X)", "cat-prom calibrate (SEs, item fit)",
+            "cat-prom calibrate --no-se --no-fit", "cat-prom --help", "cat-prom --help (wall)"]
+    names = ["this checkout"] + (["peer"] if peer_cli else [])
+    api = {n: med[(n, "calibrate(X) call")] for n in names}
+    lines = [CLI_HEADING, "",
+             f"{n_persons}x{n_items} complete GRM data (5 categories), the CSV holding values 1..5. CPU seconds "
+             f"(user + system) with one BLAS thread, each in a fresh process, median of {repeat} interleaved "
+             f"runs (on a shared machine the CPU time of single-threaded runs is what stays comparable between "
+             f"runs); `--help (wall)` is wall-clock time. `ratio` = time / the same checkout's `calibrate(X)` "
+             f"call (the Python API). " + (f"Peer: `{peer_cli}`." if peer_cli else ""),
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')}, load average {load0:.2f} at the start "
+             f"({os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}). Command: "
+             f"`python benchmarks/calibration.py --cli" + (f" --peer-cli {peer_cli}" if peer_cli else "")
+             + f" --repeat {repeat}`.", "",
+             "| what | " + " | ".join(f"{n} (s) | ratio" for n in names) + " |",
+             "|---|" + "---:|---:|" * len(names)]
+    for w in what:
+        cells = []
+        for n in names:
+            t = med.get((n, w))
+            cells += ["–", "–"] if t is None else [f"{t:.2f}", f"{t / api[n]:.2f}"]
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    lines += ["", "Where the command's time goes (CPU seconds in one process, same data, median):", "",
+              "| part | " + " | ".join(f"{n} (s)" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    parts = list(dict.fromkeys(k[1] for k in med if k[1].startswith("part: ")))  # in the order measured
+    for part in parts:
+        lines.append(f"| {part[6:]} | " + " | ".join(f"{med[(n, part)]:.2f}" if (n, part) in med else "–"
+                                                   for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(path: str, heading: str, text: str) -> None:
+    """Put ``text`` (starting with ``heading``) in place of that section of the file, or append it."""
+    old = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    start = old.find(heading)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text if old else text
+    else:
+        end = old.find("\n## ", start + len(heading))
+        new = old[:start] + text + (old[end:] if end >= 0 else "")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(new)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only")
     ap.add_argument("--out", help="also write the markdown to this file")
+    ap.add_argument("--cli", action="store_true", help="time cat-prom calibrate against the Python API instead")
+    ap.add_argument("--peer-cli", help="another checkout's cat-prom to time in the same run (--cli)")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs per measurement (--cli; default 3)")
     args = ap.parse_args(argv)
+    if args.cli:
+        size = (2000, 20) if args.quick else (20000, 60)
+        md = cli_section(*size, args.peer_cli, args.repeat)
+        print(md)
+        if args.out:
+            replace_section(args.out, CLI_HEADING, md)
+        return
     sizes = [(500, 10), (1000, 20)] if args.quick else [(1000, 20), (2000, 30), (5000, 40), (20000, 60)]
     t0 = time.perf_counter()
     rows = run(sizes)
@@ -172,8 +328,13 @@ def main(argv=None):
     md = head + table(rows) + notes
     print(md)
     if args.out:
+        kept = ""
+        if os.path.exists(args.out):  # keep the --cli section of an earlier run
+            old = open(args.out, encoding="utf-8").read()
+            if CLI_HEADING in old:
+                kept = "\n" + old[old.index(CLI_HEADING):]
         with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(md)
+            fh.write(md + kept)
 
 
 if __name__ == "__main__":

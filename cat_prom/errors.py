@@ -10,6 +10,7 @@ __all__ = [
     "CatPromError",
     "InvalidBankError",
     "InvalidDesignError",
+    "InvalidBatteryError",
     "InvalidResponseError",
     "ValueOutOfRangeError",
     "UnknownItemError",
@@ -46,6 +47,12 @@ class InvalidDesignError(CatPromError, ValueError):
     """A CAT design document has an unknown key or a bad value."""
 
     code = "invalid-design"
+
+
+class InvalidBatteryError(CatPromError, ValueError):
+    """A battery file (several banks in one sitting) is malformed or names a bank that is not loaded."""
+
+    code = "invalid-battery"
 
 
 class InvalidDataError(CatPromError, ValueError):

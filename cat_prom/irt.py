@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidBankError
+from .errors import InvalidBankError, InvalidDataError
 
 __all__ = [
     "ItemParams",
@@ -45,6 +45,7 @@ __all__ = [
 
 MODELS = ("grm", "gpcm")
 _LOG2 = np.log(2.0)
+_BLOCK = 1 << 16  # elements per (kmax, θ, item) block in information()
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,12 @@ def item_params(a, b, model="grm") -> ItemParams:
     """
     if isinstance(a, ItemParams):
         return a
-    a = np.atleast_1d(np.asarray(a, dtype=float))
-    b = np.asarray(b, dtype=float)
+    try:
+        a = np.atleast_1d(np.asarray(a, dtype=float))
+        b = np.asarray(b, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidBankError("item parameters must be numbers: slopes a (n_items,) and thresholds b "
+                               "(n_items, kmax-1), NaN-padded") from None
     if b.ndim == 1:
         b = b[:, None]
     if a.ndim != 1 or b.ndim != 2 or b.shape[0] != a.shape[0]:
@@ -184,11 +189,15 @@ def _logp(theta, p: ItemParams):
 
 
 def _theta(theta):
-    theta = np.atleast_1d(np.asarray(theta, dtype=float))
+    try:
+        theta = np.atleast_1d(np.asarray(theta, dtype=float))
+    except (TypeError, ValueError):
+        raise InvalidDataError(f"theta must be a number or a 1-D array of numbers, got {theta!r:.80}",
+                               field="theta") from None
     if theta.ndim != 1:
-        raise ValueError(f"theta must be a scalar or 1-D array, got shape {theta.shape}")
+        raise InvalidDataError(f"theta must be a scalar or 1-D array, got shape {theta.shape}", field="theta")
     if not np.all(np.isfinite(theta)):
-        raise ValueError("theta must be finite")
+        raise InvalidDataError("theta must be finite; got NaN or infinity", field="theta")
     return theta
 
 
@@ -214,76 +223,220 @@ def probabilities(theta, a, b=None, model="grm"):
     return np.exp(log_probabilities(theta, a, b, model))
 
 
-def _grm_derivs(theta, p: ItemParams, P):
-    # W_k = P*_k (1 - P*_k) for k = 1..K-1, 0 at k = 0 and k = K
-    x = p.a[None, :, None] * (theta[:, None, None] - p.b[None, :, :])
+# ------------------------------------------------------------------------------------------------
+# Category terms in closed form: P_k and the θ-derivatives of log P_k
+# ------------------------------------------------------------------------------------------------
+# Every derivative the engine needs is a sum over categories of P_k times a polynomial in
+#   d1_k = d log P_k / dθ,  d2_k = d² log P_k / dθ², ..., d4_k = d⁴ log P_k / dθ⁴,
+# e.g. dP_k = P_k d1_k, information I = sum_k P_k d1_k². These have closed forms free of
+# divisions by small probabilities (Samejima 1969 for the GRM, Muraki 1992 for the GPCM):
+#
+# GRM, with P*_j = σ(x_j), Q*_j = 1 - P*_j, W_j = P*_j Q*_j, x_j = a (θ - b_j) and the
+# conventions P*_0 = 1, Q*_0 = 0, P*_K = 0, Q*_K = 1, W_0 = W_K = 0:
+#   d1_k = a (Q*_k - P*_{k+1})
+#   d2_k = -a² (W_k + W_{k+1})
+#   d3_k = a³ (W_k t_k + W_{k+1} t_{k+1}),  t_j = P*_j - Q*_j  (as dW_j/dθ = -a W_j t_j, dt_j/dθ = 2 a W_j)
+#   d4_k = a⁴ (W_k (2 W_k - t_k²) + W_{k+1} (2 W_{k+1} - t_{k+1}²))
+#   P_k  = Q*_1 (k = 0), P*_{K-1} (top), and for middle categories
+#          sinh(a (b_{k+1} - b_k) / 2) sech(x_k / 2) sech(x_{k+1} / 2) / 2, which never cancels.
+# GPCM (an exponential family in aθ with statistic k; E, μ2, μ3, μ4 the mean and central moments of X):
+#   d1_k = a (k - E),  d2_k = -a² μ2,  d3_k = -a³ μ3,  d4_k = -a⁴ (μ4 - 3 μ2²)  (the cumulants of X).
+# P*_j and Q*_j are each formed as 1 / (1 + e^{∓x}), so each keeps full relative precision in either
+# tail, and nothing overflows for any finite x.
+
+
+def _grm_constants(p: ItemParams):
+    """Per-item GRM constants.
+
+    Returns thresholds ``bt`` (m, N) with +inf padding, ``sh2`` = 2 sinh(a (b_{j+1} - b_j) / 2)
+    (m - 1, N) (0 where padded, inf on overflow), ``top`` (m - 1, N), 1.0 where category j + 1 is the
+    item's top category below kmax - 1, else 0.0 (None when no item has fewer than kmax categories)
+    and whether every sinh is finite.
+    """
+    bt = np.where(np.isfinite(p.b), p.b, np.inf).T.copy()
     with np.errstate(invalid="ignore", over="ignore"):
-        # W = sigma(x) sigma(-x), formed in log space: s * (1 - s) loses all relative
-        # precision once s rounds to 1 (x >~ 30), which zeroed the information there.
-        W = np.exp(_logsigmoid(x) + _logsigmoid(-x))
-        W1 = -W * np.tanh(0.5 * x)  # 1 - 2 sigma(x) = -tanh(x / 2)
-    W = np.nan_to_num(W)
-    W1 = np.nan_to_num(W1)
-    T, N, m = x.shape
-    z = np.zeros((T, N, 1))
-    Wext = np.concatenate([z, W, z], axis=2)
-    W1ext = np.concatenate([z, W1, z], axis=2)
-    a = p.a[None, :, None]
-    dP = a * (Wext[..., :-1] - Wext[..., 1:])
-    d2P = a * a * (W1ext[..., :-1] - W1ext[..., 1:])
-    valid = np.arange(m + 1)[None, :] < p.n_cat[:, None]
-    # padded thresholds have W = 0, so the top category's W_{k+1} is 0 already
-    dP = np.where(valid[None], dP, 0.0)
-    d2P = np.where(valid[None], d2P, 0.0)
-    return dP, d2P
+        sh2 = 2.0 * np.sinh(0.5 * p.a[:, None] * (p.b[:, 1:] - p.b[:, :-1])).T  # NaN where padded
+    sh2 = np.ascontiguousarray(np.where(np.isnan(sh2), 0.0, sh2))
+    top = None
+    if np.any(p.n_cat < p.kmax):
+        top = (np.arange(1, p.kmax - 1)[:, None] == (p.n_cat - 1)[None, :]).astype(float)
+    return bt, sh2, top, bool(np.all(np.isfinite(sh2)))
 
 
-def _gpcm_derivs(theta, p: ItemParams, P):
-    k = np.arange(p.kmax, dtype=float)[None, None, :]
-    E = (P * k).sum(axis=2, keepdims=True)
-    V = (P * (k - E) ** 2).sum(axis=2, keepdims=True)
-    a = p.a[None, :, None]
-    dP = a * P * (k - E)
-    d2P = a * a * P * ((k - E) ** 2 - V)
-    return dP, d2P
+def _grm_terms(theta, a, bt, sh2, top, finite, order):
+    """GRM terms; ``theta``, ``a`` and ``bt[j]``, ``sh2[j]``, ``top[j]`` (see :func:`_grm_constants`)
+    broadcast to a shape S; ``finite``: every ``sh2`` is finite.
+
+    Returns ``order + 1`` arrays of shape (K, *S): P, d1[, d2[, d3]]. Arithmetic only (no
+    ``np.where``, which is several times slower than an ufunc on large arrays).
+    """
+    m = bt.shape[0]
+    x = a * (theta - bt)  # (m, *S); -inf at padded thresholds
+    S = x.shape[1:]
+    with np.errstate(over="ignore"):
+        ps = np.exp(-x)
+        ps += 1.0
+        np.reciprocal(ps, out=ps)  # P*_j = σ(x_j), relative accuracy in both tails
+        qs = np.exp(x)
+        qs += 1.0
+        np.reciprocal(qs, out=qs)  # Q*_j = σ(-x_j), never 1 - P*_j
+    W = ps * qs
+    K = m + 1
+    P = np.empty((K,) + S)
+    P[0] = qs[0]
+    P[m] = ps[m - 1]
+    if m > 1:
+        sw = np.sqrt(W)  # sech(x_j / 2) / 2
+        mid = P[1:m]
+        np.multiply(sw[:-1], sw[1:], out=mid)
+        with np.errstate(invalid="ignore"):
+            mid *= sh2
+        if not finite:  # sinh overflowed (a (b_{k+1} - b_k) > 1420): x_k, x_{k+1} differ in sign
+            mid[...] = np.where(np.isfinite(sh2), mid, ps[:-1] - ps[1:])
+        if top is not None:  # the middle formula is 0 when the next threshold is padding
+            mid += top * ps[:-1]
+    d1 = np.empty((K,) + S)
+    np.negative(ps[0], out=d1[0])
+    np.subtract(qs[:-1], ps[1:], out=d1[1:m])
+    d1[m] = qs[m - 1]
+    d1 *= a
+    out = [P, d1]
+    if order >= 2:
+        d2 = np.empty((K,) + S)
+        d2[0] = W[0]
+        np.add(W[:-1], W[1:], out=d2[1:m])
+        d2[m] = W[m - 1]
+        d2 *= -(a * a)
+        out.append(d2)
+        if order >= 3:
+            t = ps - qs
+            tW = W * t
+            d3 = np.empty((K,) + S)
+            d3[0] = tW[0]
+            np.add(tW[:-1], tW[1:], out=d3[1:m])
+            d3[m] = tW[m - 1]
+            d3 *= a * a * a
+            out.append(d3)
+            if order >= 4:
+                V = W * (2.0 * W - t * t)
+                d4 = np.empty((K,) + S)
+                d4[0] = V[0]
+                np.add(V[:-1], V[1:], out=d4[1:m])
+                d4[m] = V[m - 1]
+                d4 *= (a * a) * (a * a)
+                out.append(d4)
+    return out
+
+
+def _gpcm_terms(theta, a, bt, ncat, order):
+    """GPCM terms; arguments as :func:`_grm_terms` (``bt`` holds the step parameters, any finite padding)."""
+    m = bt.shape[0]
+    K = m + 1
+    steps = a * (theta - bt)  # (m, *S)
+    S = steps.shape[1:]
+    z = np.empty((K,) + S)
+    z[0] = 0.0
+    np.cumsum(steps, axis=0, out=z[1:])
+    k = np.arange(K, dtype=float).reshape((K,) + (1,) * len(S))
+    z = np.where(k < ncat, z, -np.inf)
+    z -= z.max(axis=0)
+    P = np.exp(z)
+    P /= P.sum(axis=0)
+    dev = k - (k * P).sum(axis=0)
+    out = [P, a * dev]
+    if order >= 2:
+        Pdev2 = P * dev * dev
+        mu2 = Pdev2.sum(axis=0)
+        out.append(np.broadcast_to(-(a * a) * mu2, (K,) + S))
+        if order >= 3:
+            out.append(np.broadcast_to(-(a * a * a) * (Pdev2 * dev).sum(axis=0), (K,) + S))
+            if order >= 4:
+                kappa4 = (Pdev2 * dev * dev).sum(axis=0) - 3.0 * mu2 * mu2
+                out.append(np.broadcast_to(-((a * a) * (a * a)) * kappa4, (K,) + S))
+    return out
+
+
+def _terms(theta, p: ItemParams, order=1, items=None):
+    """P_k and the first ``order`` (1..4) θ-derivatives of log P_k, for every category.
+
+    Parameters
+    ----------
+    theta : ndarray, shape (T,) without ``items``, else (M,)
+    p : ItemParams
+    order : int
+        1 gives (P, d1), 2 adds d2, 3 adds d3, 4 adds d4 (see the comment above for the formulas).
+    items : ndarray of int, shape (M,), optional
+        Evaluate item ``items[m]`` at ``theta[m]`` only (pairs), instead of every item at every θ.
+
+    Returns
+    -------
+    list of ndarray, each (kmax, T, n_items) or (kmax, M)
+        Category-major, so that sums over categories run in a fixed order whatever the batch.
+        Padded categories have P = 0.
+    """
+    if items is None:
+        idx = np.arange(p.n_items)[None, :]
+        th = theta[:, None]
+    else:
+        idx = items
+        th = theta
+    S = np.broadcast_shapes(th.shape, idx.shape)
+    K = p.kmax
+    gp = p.is_gpcm
+    out = [np.empty((K,) + S) for _ in range(order + 1)]
+    for is_gpcm in (False, True):
+        sel = gp == is_gpcm
+        whole = bool(sel.all())
+        if not whole and not sel.any():
+            continue
+        if whole:
+            jdx, tj = idx, th
+        elif items is None:
+            cols = np.flatnonzero(sel)
+            jdx, tj = idx[:, cols], th
+        else:
+            rows = sel[idx]
+            jdx, tj = idx[rows], th[rows]
+        a = p.a[jdx]
+        if is_gpcm:
+            res = _gpcm_terms(tj, a, np.nan_to_num(p.b).T[:, jdx], p.n_cat[jdx], order)
+        else:
+            bt, sh2, top, finite = _grm_constants(p)
+            res = _grm_terms(tj, a, bt[:, jdx], sh2[:, jdx], None if top is None else top[:, jdx], finite, order)
+        if whole:
+            return res
+        for o, r in zip(out, res):
+            if items is None:
+                o[..., cols] = r
+            else:
+                o[:, rows] = r
+    return out
 
 
 def derivatives(theta, a, b=None, model="grm"):
-    """Category probabilities and their first and second derivatives in theta.
+    """Category probabilities and their first and second derivatives in θ.
+
+    :math:`P'_k = P_k\\,d_{1k}` and :math:`P''_k = P_k (d_{2k} + d_{1k}^2)` with the closed-form
+    derivatives of :math:`\\log P_k` given in this module's source (Samejima 1969; Muraki 1992).
 
     Returns
     -------
     P, dP, d2P : ndarray, each shape (n_theta, n_items, kmax)
     """
     p = item_params(a, b, model)
-    theta = _theta(theta)
-    logP = _logp(theta, p)
-    P = np.exp(logP)
-    if not p.is_gpcm.any():
-        dP, d2P = _grm_derivs(theta, p, P)
-    elif p.is_gpcm.all():
-        dP, d2P = _gpcm_derivs(theta, p, P)
-    else:
-        g1, g2 = _grm_derivs(theta, p, P)
-        c1, c2 = _gpcm_derivs(theta, p, P)
-        sel = p.is_gpcm[None, :, None]
-        dP, d2P = np.where(sel, c1, g1), np.where(sel, c2, g2)
-    return P, dP, d2P
-
-
-def _information_from(P, dP, logP=None):
-    # I = sum_k dP_k^2 / P_k; terms with underflowing P_k vanish (dP_k ~ a P_k there)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(P > 1e-300, dP * dP / np.where(P > 1e-300, P, 1.0), 0.0)
-    return term.sum(axis=2)
+    P, d1, d2 = _terms(_theta(theta), p, 2)
+    dP = P * d1
+    d2P = P * (d2 + d1 * d1)
+    return tuple(np.ascontiguousarray(np.moveaxis(v, 0, -1)) for v in (P, dP, d2P))
 
 
 def information(theta, a, b=None, model="grm"):
     r"""Fisher item information :math:`I_i(\theta) = \sum_k P'_{ik}(\theta)^2 / P_{ik}(\theta)`.
 
-    For the GPCM this equals :math:`a^2 \operatorname{Var}(X \mid \theta)` (Muraki, 1993);
-    for the GRM, :math:`a^2 \sum_k (W_k - W_{k+1})^2 / P_k` with
-    :math:`W_k = P^*_k (1 - P^*_k)` (Samejima, 1969).
+    Computed as :math:`\sum_k P_{ik}\,(\partial_\theta \log P_{ik})^2` with closed-form log-derivatives,
+    which equals :math:`a^2 \operatorname{Var}(X \mid \theta)` for the GPCM (Muraki, 1993) and
+    :math:`a^2 \sum_k (W_k - W_{k+1})^2 / P_k` with :math:`W_k = P^*_k (1 - P^*_k)` for the GRM
+    (Samejima, 1969), without dividing by small probabilities.
 
     Returns
     -------
@@ -291,14 +444,14 @@ def information(theta, a, b=None, model="grm"):
     """
     p = item_params(a, b, model)
     theta = _theta(theta)
-    P, dP, _ = derivatives(theta, p)
-    info = _information_from(P, dP)
-    if p.is_gpcm.any():
-        k = np.arange(p.kmax, dtype=float)[None, None, :]
-        E = (P * k).sum(axis=2, keepdims=True)
-        V = (P * (k - E) ** 2).sum(axis=2)
-        info = np.where(p.is_gpcm[None, :], (p.a ** 2)[None, :] * V, info)
-    return np.maximum(info, 0.0)
+    out = np.empty((theta.shape[0], p.n_items))
+    step = max(1, _BLOCK // (p.n_items * p.kmax))  # θ rows per block: the temporaries stay in cache
+    for s in range(0, theta.shape[0], step):
+        P, d1 = _terms(theta[s:s + step], p, 1)
+        P *= d1
+        P *= d1
+        P.sum(axis=0, out=out[s:s + step])  # category by category, the same sums whatever the block
+    return out
 
 
 def expected_score(theta, a, b=None, model="grm"):

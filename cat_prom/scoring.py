@@ -5,31 +5,43 @@ with ``NaN`` (or any negative number) for an unanswered item; unanswered items
 are simply left out of the likelihood.
 
 * **EAP** (Bock & Mislevy, 1982): posterior mean and SD on a quadrature grid
-  (default 81 points on [-6, 6]) under a normal prior (default N(0, 1)).
+  (default 81 points on [-6, 6]) under a normal prior (default N(0, 1)), by
+  :func:`cat_prom.grid.eap`.
 * **MAP** (Bayes modal): the posterior mode; SE :math:`1/\sqrt{I(\hat\theta) + 1/\sigma^2}`.
 * **ML**: the likelihood maximum in the search interval; SE :math:`1/\sqrt{I(\hat\theta)}`.
   A pattern of all-lowest or all-highest categories has no finite maximum:
   the bound of the interval is returned with an explicit flag.
-* **WLE** (Warm, 1989): the root of :math:`\ell'(\theta) + J(\theta)/(2I(\theta))`, where
+* **WLE** (Warm, 1989): a root of :math:`\ell'(\theta) + J(\theta)/(2I(\theta)) = 0`, where
   :math:`J = \sum_i\sum_k P'_{ik}P''_{ik}/P_{ik}`; SE :math:`1/\sqrt{I(\hat\theta)}`.
 
 SEs come from the test (expected Fisher) information, as catR's ``semTheta``
-reports them. The optimisers are vectorised safeguarded Newton iterations on a
-bracket, so a file of many persons is scored without a Python loop over them.
+reports them.
+
+MAP, ML and WLE are found by :func:`cat_prom.modal.solve`, vectorised over persons: every
+root of the estimating equation in the search interval (the ``grid``'s min and max) is
+bracketed on nodes at most 0.15 apart and refined by Newton's method with observed
+information to within 1e-10 in θ (see :mod:`cat_prom.modal`). The ML and MAP equations have
+at most one root; Warm's can have several, and the WLE returned is then the root with the
+largest weighted likelihood (Warm's definition; for 2PL and GPCM items the maximiser of
+:math:`L\sqrt{I}`). A pattern whose equation has no falling root in the interval gets the
+lower bound when the equation is non-positive there and the upper bound otherwise, flagged
+for ML and WLE (not for MAP).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import irt
-from .errors import InvalidDataError
+from . import grid as _grid
+from . import irt, modal
+from .errors import InvalidBankError, InvalidDataError, InvalidDesignError
 
 __all__ = [
     "ScoreResult", "score", "eap", "map_estimate", "ml_estimate", "wle_estimate",
-    "summed_score_table", "lord_wingersky", "FLAG_ALL_LOWEST", "FLAG_ALL_HIGHEST", "FLAG_NO_ROOT",
-    "FLAG_NO_RESPONSES",
+    "summed_score_table", "lord_wingersky", "loglik_on_grid", "FLAG_ALL_LOWEST", "FLAG_ALL_HIGHEST",
+    "FLAG_NO_ROOT", "FLAG_NO_RESPONSES",
 ]
 
 FLAG_ALL_LOWEST = "all_lowest: no finite ML estimate, lower search bound returned"
@@ -47,6 +59,7 @@ class ScoreResult:
     theta, se : ndarray, shape (n_persons,)
     n_answered : ndarray of int, shape (n_persons,)
     flags : list of str, one per person ('' when nothing to report)
+    method : str
     """
 
     theta: np.ndarray
@@ -56,6 +69,7 @@ class ScoreResult:
     method: str
 
 
+# ------------------------------------------------------------------------------------ inputs
 def _params(params) -> irt.ItemParams:
     """Accept ItemParams, an ItemBank (its ``params``) or an (a, b[, model]) tuple."""
     if isinstance(params, irt.ItemParams):
@@ -64,20 +78,24 @@ def _params(params) -> irt.ItemParams:
         return params.params
     if isinstance(params, (tuple, list)) and 2 <= len(params) <= 3:
         return irt.item_params(*params)
-    raise TypeError("params must be ItemParams, an ItemBank or an (a, b[, model]) tuple")
+    raise InvalidBankError(f"params must be ItemParams, an ItemBank or an (a, b[, model]) tuple; "
+                           f"got {type(params).__name__}")
 
 
 def _prep(responses, params):
     p = _params(params)
-    x = np.asarray(responses, dtype=float)
+    try:
+        x = np.asarray(responses, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidDataError("responses must be numbers (0-based categories; NaN for unanswered)") from None
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != p.n_items:
         raise InvalidDataError(f"responses must have shape (n_persons, {p.n_items}), got {x.shape}")
     missing = np.isnan(x) | (x < 0)
     xi = np.where(missing, 0, x)
-    if np.any(xi != np.round(xi)):
-        r, c = np.argwhere(xi != np.round(xi))[0]
+    if not np.all(np.isfinite(xi)) or np.any(xi != np.round(xi)):
+        r, c = np.argwhere(~np.isfinite(xi) | (xi != np.round(xi)))[0]
         raise InvalidDataError(f"row {r}, item {c}: response {x[r, c]} is not a whole category number",
                                row=int(r), column=int(c))
     xi = xi.astype(np.intp)
@@ -89,12 +107,14 @@ def _prep(responses, params):
     return p, xi, ~missing
 
 
-def _onehot(xi, answered, kmax):
-    n, m = xi.shape
-    oh = np.zeros((n, m, kmax))
-    rows, cols = np.nonzero(answered)
-    oh[rows, cols, xi[rows, cols]] = 1.0
-    return oh.reshape(n, m * kmax)
+def _prior(prior) -> tuple[float, float]:
+    try:
+        mean, sd = (float(v) for v in prior)
+    except (TypeError, ValueError):
+        raise InvalidDesignError(f"prior must be (mean, sd), got {prior!r}", field="prior") from None
+    if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
+        raise InvalidDesignError(f"prior needs a finite mean and an sd > 0, got ({mean}, {sd})", field="prior")
+    return mean, sd
 
 
 def loglik_on_grid(responses, params, theta):
@@ -102,131 +122,65 @@ def loglik_on_grid(responses, params, theta):
     p, xi, ans = _prep(responses, params)
     logp = irt.log_probabilities(theta, p)
     logp = np.maximum(logp, -1e6).reshape(theta.shape[0], -1)  # padded categories never chosen
-    return _onehot(xi, ans, p.kmax) @ logp.T
+    return np.asarray(modal.pattern_matrix(xi, ans, p.kmax) @ np.ascontiguousarray(logp.T))
 
 
-def eap(responses, params, *, grid=(-6.0, 6.0, 81), prior=(0.0, 1.0)) -> ScoreResult:
+# ------------------------------------------------------------------------------------ EAP
+def eap(responses, params, *, grid=_grid.DEFAULT_GRID, prior=(0.0, 1.0)) -> ScoreResult:
     """Expected a posteriori θ and posterior SD for each response pattern.
 
     Parameters
     ----------
     responses : array_like, shape (n_persons, n_items); NaN = unanswered
     params : :class:`~cat_prom.irt.ItemParams` (e.g. ``bank.params``)
-    grid : (min, max, n_points) of the quadrature grid
+    grid : (min, max, n_points) of the quadrature grid (:func:`cat_prom.grid.nodes`)
     prior : (mean, sd) of the normal prior
     """
     p, xi, ans = _prep(responses, params)
-    theta = np.linspace(*grid[:2], int(grid[2]))
-    ll = loglik_on_grid(responses, p, theta)
-    z = (theta - prior[0]) / prior[1]
-    lp = ll - 0.5 * z * z
-    lp -= lp.max(axis=1, keepdims=True)
-    w = np.exp(lp)
-    w /= w.sum(axis=1, keepdims=True)
-    m = w @ theta
-    var = w @ (theta * theta) - m * m
+    mean, sd = _prior(prior)
+    theta = _grid.nodes(*grid)
+    log_post = loglik_on_grid(responses, p, theta)
+    log_post += _grid.normal_log_density(theta, mean, sd)
+    _, m, s = _grid.eap(log_post, theta, out=log_post)
     n = ans.sum(axis=1)
-    return ScoreResult(m, np.sqrt(np.maximum(var, 0.0)), n, ["" for _ in n], "eap")
+    return ScoreResult(m, s, n, ["" for _ in n], "eap")
 
 
-def _pattern_derivs(theta, p, xi, ans, need_j=False):
-    """Score dl/dθ, test information I and (optionally) J at a θ per person."""
-    P, dP, d2P = irt.derivatives(theta, p)  # (n, m, K)
-    n = theta.shape[0]
-    rows = np.arange(n)[:, None]
-    cols = np.arange(p.n_items)[None, :]
-    Px = P[rows, cols, xi]
-    dPx = dP[rows, cols, xi]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(ans, dPx / np.where(Px > 1e-300, Px, 1e-300), 0.0).sum(axis=1)
-        safe = np.where(P > 1e-300, P, 1.0)
-        info_items = np.where(P > 1e-300, dP * dP / safe, 0.0).sum(axis=2)
-        I = np.where(ans, info_items, 0.0).sum(axis=1)
-        J = None
-        if need_j:
-            j_items = np.where(P > 1e-300, dP * d2P / safe, 0.0).sum(axis=2)
-            J = np.where(ans, j_items, 0.0).sum(axis=1)
-    return g, I, J
-
-
-def _solve(fun, lo, hi, x0, n_iter=100, tol=1e-10):
-    """Vectorised safeguarded Newton/bisection for decreasing functions on [lo, hi].
-
-    ``fun(x, rows) -> (g, slope)`` evaluates the persons ``rows`` at ``x``
-    (same length). Returns the root (clipped to bounds) and flags -1
-    (g(lo) <= 0: root at or below lo), +1 (g(hi) >= 0), 0 (interior). Only
-    persons not yet converged are evaluated at each iteration.
-    """
-    n = x0.shape[0]
-    every = np.arange(n)
-    a = np.full(n, lo)
-    b = np.full(n, hi)
-    ga, _ = fun(a, every)
-    gb, _ = fun(b, every)
-    flag = np.zeros(n, dtype=int)
-    flag[ga <= 0] = -1
-    flag[(gb >= 0) & (flag == 0)] = 1
-    x = np.clip(np.asarray(x0, dtype=float), lo, hi)
-    rows = np.flatnonzero(flag == 0)
-    for _ in range(n_iter):
-        if rows.size == 0:
-            break
-        xr, ar, br = x[rows], a[rows], b[rows]
-        g, slope = fun(xr, rows)
-        # keep the bracket: g decreasing, so g > 0 means the root is to the right
-        ar = np.where(g > 0, xr, ar)
-        br = np.where(g <= 0, xr, br)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = xr - g / slope
-        ok = np.isfinite(newton) & (newton > ar) & (newton < br) & (slope < 0)
-        x_new = np.where(ok, newton, 0.5 * (ar + br))
-        done = (np.abs(x_new - xr) < tol) | (br - ar < tol)
-        x[rows], a[rows], b[rows] = x_new, ar, br
-        rows = rows[~done]
-    x = np.where(flag == -1, lo, np.where(flag == 1, hi, x))
-    return x, flag
-
-
+# ------------------------------------------------------------------------------------ modal
 def _modal(responses, params, method, *, bounds=(-6.0, 6.0), prior=(0.0, 1.0)) -> ScoreResult:
     p, xi, ans = _prep(responses, params)
-    lo, hi = float(bounds[0]), float(bounds[1])
+    mean, sd = _prior(prior)
+    try:
+        lo, hi = float(bounds[0]), float(bounds[1])
+    except (TypeError, ValueError, IndexError):
+        raise InvalidDesignError(f"bounds must be (min, max), got {bounds!r}", field="grid") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise InvalidDesignError(f"the search interval needs finite min < max, got [{lo}, {hi}]", field="grid")
+    n_q = max(81, int(math.ceil((hi - lo) / modal.BRACKET_STEP - 1e-9)) + 1)
+    n = xi.shape[0]
     n_ans = ans.sum(axis=1)
-    start = eap(responses, p, grid=(lo, hi, 81), prior=prior if method == "map" else (0.0, 2.0)).theta
-    inv_var = 1.0 / prior[1] ** 2
-
-    def fun(th, rows):
-        g, I, J = _pattern_derivs(th, p, xi[rows], ans[rows], need_j=(method == "wle"))
-        if method == "map":
-            return g - (th - prior[0]) * inv_var, -(I + inv_var)
-        if method == "ml":
-            return g, -I
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return g + np.where(I > 0, J / (2 * I), 0.0), -I  # Fisher-scoring slope (approximate)
-
-    theta, flag = _solve(fun, lo, hi, start)
-    _, I, _ = _pattern_derivs(theta, p, xi, ans)
+    theta = np.full(n, mean)
+    info = np.zeros(n)
+    flag = np.zeros(n, dtype=int)
+    r = np.flatnonzero(n_ans > 0)
+    theta[r], info[r], flag[r] = modal.solve(p, xi[r], ans[r], method, _grid.nodes(lo, hi, n_q), (mean, sd))
     if method == "map":
-        se = 1.0 / np.sqrt(I + inv_var)
+        se = 1.0 / np.sqrt(info + 1.0 / sd ** 2)
     else:
         with np.errstate(divide="ignore"):
-            se = np.where(I > 0, 1.0 / np.sqrt(np.maximum(I, 1e-300)), np.inf)
-    lowest = ans & (xi == 0)
-    highest = ans & (xi == (p.n_cat[None, :] - 1))
-    all_low = (lowest == ans).all(axis=1)
-    all_high = (highest == ans).all(axis=1)
-    at_bound = flag != 0
-    codes = np.full(theta.shape[0], "", dtype=object)
+            se = np.where(info > 0, 1.0 / np.sqrt(np.maximum(info, 1e-300)), np.inf)
+    codes = np.full(n, "", dtype=object)
     if method != "map":
+        lowest = ans & (xi == 0)
+        highest = ans & (xi == (p.n_cat[None, :] - 1))
+        at_bound = flag != 0
         codes[at_bound] = FLAG_NO_ROOT
-        codes[at_bound & all_high] = FLAG_ALL_HIGHEST
-        codes[at_bound & all_low] = FLAG_ALL_LOWEST
-    codes[n_ans == 0] = FLAG_NO_RESPONSES
-    flags = codes.tolist()
-    if (n_ans == 0).any():
-        empty = n_ans == 0
-        theta = np.where(empty, prior[0], theta)
-        se = np.where(empty, prior[1] if method == "map" else np.inf, se)
-    return ScoreResult(theta, se, n_ans, flags, method)
+        codes[at_bound & (highest == ans).all(axis=1)] = FLAG_ALL_HIGHEST
+        codes[at_bound & (lowest == ans).all(axis=1)] = FLAG_ALL_LOWEST
+    empty = n_ans == 0
+    codes[empty] = FLAG_NO_RESPONSES
+    se[empty] = sd if method == "map" else np.inf
+    return ScoreResult(theta, se, n_ans, codes.tolist(), method)
 
 
 def map_estimate(responses, params, *, bounds=(-6.0, 6.0), prior=(0.0, 1.0)) -> ScoreResult:
@@ -240,21 +194,25 @@ def ml_estimate(responses, params, *, bounds=(-6.0, 6.0)) -> ScoreResult:
 
 
 def wle_estimate(responses, params, *, bounds=(-6.0, 6.0)) -> ScoreResult:
-    """Warm's (1989) weighted likelihood estimate, SE from test information."""
+    """Warm's (1989) weighted likelihood estimate, SE from test information (see the module notes
+    for the root returned when the equation has several)."""
     return _modal(responses, params, "wle", bounds=bounds)
 
 
-def score(responses, params, method="eap", *, grid=(-6.0, 6.0, 81), prior=(0.0, 1.0)) -> ScoreResult:
-    """Score response patterns with ``method`` in {'eap', 'map', 'ml', 'wle'}."""
-    method = method.lower()
-    if method == "eap":
+def score(responses, params, method="eap", *, grid=_grid.DEFAULT_GRID, prior=(0.0, 1.0)) -> ScoreResult:
+    """Score response patterns with ``method`` in {'eap', 'map', 'ml', 'wle'}.
+
+    ``grid`` is EAP's quadrature grid; its (min, max) is the search interval of MAP, ML and WLE.
+    """
+    m = method.lower() if isinstance(method, str) else method
+    if m == "eap":
         return eap(responses, params, grid=grid, prior=prior)
     bounds = (grid[0], grid[1])
-    if method == "map":
+    if m == "map":
         return map_estimate(responses, params, bounds=bounds, prior=prior)
-    if method == "ml":
+    if m == "ml":
         return ml_estimate(responses, params, bounds=bounds)
-    if method == "wle":
+    if m == "wle":
         return wle_estimate(responses, params, bounds=bounds)
     raise InvalidDataError(f"unknown scoring method {method!r}; use eap, map, ml or wle")
 
@@ -279,7 +237,7 @@ def lord_wingersky(theta, params) -> np.ndarray:
     return L
 
 
-def summed_score_table(params, *, grid=(-6.0, 6.0, 81), prior=(0.0, 1.0)) -> dict:
+def summed_score_table(params, *, grid=_grid.DEFAULT_GRID, prior=(0.0, 1.0)) -> dict:
     """EAP[summed score] and its posterior SD for each possible summed score.
 
     The summed score is the sum of 0-based categories; add the sum of each
@@ -290,11 +248,12 @@ def summed_score_table(params, *, grid=(-6.0, 6.0, 81), prior=(0.0, 1.0)) -> dic
     dict with ``sum_score`` (int array), ``theta`` and ``se`` (float arrays).
     """
     p = _params(params)
-    theta = np.linspace(grid[0], grid[1], int(grid[2]))
-    w = np.exp(-0.5 * ((theta - prior[0]) / prior[1]) ** 2)
+    mean, sd = _prior(prior)
+    theta = _grid.nodes(*grid)
+    w = _grid.normal_weights(theta, mean, sd)
     L = lord_wingersky(theta, p) * w[:, None]  # (Q, S)
     tot = L.sum(axis=0)
     m = (theta @ L) / tot
     var = ((theta * theta) @ L) / tot - m * m
     return {"sum_score": np.arange(L.shape[1]), "theta": m, "se": np.sqrt(np.maximum(var, 0.0)),
-            "probability": tot / w.sum()}
+            "probability": tot}

@@ -37,18 +37,18 @@ if str(HERE.parent) not in sys.path:
 
 import cat_prom  # noqa: E402
 from cat_prom.bank import ItemBank  # noqa: E402
+from cat_prom.battery_file import load_battery  # noqa: E402
 from cat_prom.calibration import simulate_responses  # noqa: E402
 from cat_prom.session import Battery  # noqa: E402
 
 GROUPS = (("few problems", -1.0), ("some problems", 0.5), ("many problems", 1.5))
 
 
-def load_battery(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        doc = json.load(fh)
-    banks = [ItemBank.load(path.parent.parent / f"{bid}.json") for bid in doc["banks"]]
-    designs = doc.get("designs", {})
-    return doc, [(b, designs.get(b.id)) for b in banks]
+def load_entries(path: Path):
+    """The battery file (validated) and its ``(bank, design overrides)`` entries; banks from the folder above."""
+    battery = load_battery(path)
+    banks = {bid: ItemBank.load(path.parent.parent / f"{bid}.json") for bid in battery.banks}
+    return battery, battery.entries(banks)
 
 
 def draw_thetas(entries, centre: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -130,11 +130,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, help="also write the table to this file")
     args = ap.parse_args(argv)
-    doc, entries = load_battery(args.battery)
+    battery, entries = load_entries(args.battery)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     runs = [run_group(entries, centre, args.n, rng) for _, centre in GROUPS]
-    text = table(entries, runs, args.n, args.seed, time.perf_counter() - t0, doc["id"])
+    text = table(entries, runs, args.n, args.seed, time.perf_counter() - t0, battery.id)
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cat_prom import bank as bank_mod
+from cat_prom import bank_format
 from cat_prom import irt
 from cat_prom.bank import BANK_FORMAT, DEMO_DISCLAIMER, ItemBank, content_hash
 from cat_prom.errors import (CatPromError, InvalidBankError, InvalidResponseError, UnknownItemError,
@@ -354,10 +354,10 @@ class TestLoad:
     def test_too_large_file(self, tmp_path, monkeypatch):
         p = self._write(tmp_path, json.dumps(make_doc()))
         size = p.stat().st_size
-        monkeypatch.setattr(bank_mod, "MAX_BANK_BYTES", size - 1)
+        monkeypatch.setattr(bank_format, "MAX_BANK_BYTES", size - 1)
         with pytest.raises(InvalidBankError, match=rf"bank file .*bank\.json' is {size} bytes; the limit is {size - 1}"):
             ItemBank.load(p)
-        monkeypatch.setattr(bank_mod, "MAX_BANK_BYTES", size)  # exactly at the limit is fine
+        monkeypatch.setattr(bank_format, "MAX_BANK_BYTES", size)  # exactly at the limit is fine
         assert len(ItemBank.load(p)) == 4
 
     def test_too_deeply_nested(self, tmp_path):
@@ -577,6 +577,45 @@ class TestGrid:
         assert g2 is not g1
         assert_array_equal(g2.theta, other)
         assert_array_equal(g2.info, irt.information(other, big.params))
+
+
+def _textbook_information(theta, params):
+    """Item information by the textbook formulas from the (unchanged) log-space probabilities:
+    Samejima (1969) a² Σ_k (W_k - W_{k+1})² / P_k with W = σ(x) σ(-x) for the GRM, Muraki (1993)
+    a² Var(X | θ) for the GPCM -- the formulas the grid tables were built with before they moved to
+    closed-form log-derivatives."""
+    P = np.exp(irt.log_probabilities(theta, params))  # (T, N, K)
+    out = np.empty(P.shape[:2])
+    for i in range(params.n_items):
+        a, n = params.a[i], params.n_cat[i]
+        Pi = P[:, i, :n]
+        if params.is_gpcm[i]:
+            k = np.arange(n)
+            E = Pi @ k
+            out[:, i] = a * a * (Pi * (k[None, :] - E[:, None]) ** 2).sum(axis=1)
+        else:
+            x = a * (theta[:, None] - params.b[i, : n - 1][None, :])
+            W = np.concatenate([np.zeros((theta.size, 1)), 1 / (1 + np.exp(-x)) / (1 + np.exp(x)),
+                                np.zeros((theta.size, 1))], axis=1)
+            out[:, i] = a * a * ((W[:, :-1] - W[:, 1:]) ** 2 / Pi).sum(axis=1)
+    return out
+
+
+def test_grid_tables_information_equals_textbook_formulas():
+    # GridTables.info and .fine_info (closed-form log-derivatives since this round) against the
+    # textbook formulas they were computed with before (see _textbook_information), on a 300-item
+    # mixed bank of 2-6 categories on the default grid and its 0.01-step table: rtol 1e-12
+    rng = np.random.default_rng(20261126)
+    n = 300
+    a = rng.uniform(0.4, 4.0, n)
+    b = np.full((n, 5), np.nan)
+    for i, k in enumerate(rng.integers(1, 6, n)):
+        b[i, :k] = np.sort(rng.normal(0.2, 1.4, k)) + 0.05 * np.arange(k)
+    models = np.where(rng.random(n) < 0.3, "gpcm", "grm").tolist()
+    bank = ItemBank.from_params(a, b, model=models)
+    g = bank.grid(np.linspace(-6, 6, 81))
+    assert_allclose(g.info, _textbook_information(g.theta, bank.params), rtol=1e-12, atol=0)
+    assert_allclose(g.fine_info, _textbook_information(g.fine_theta, bank.params), rtol=1e-12, atol=0)
 
 
 def test_log_p_at_is_irt_log_probabilities_bit_for_bit():

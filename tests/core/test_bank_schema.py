@@ -16,7 +16,7 @@ import pytest
 
 from cat_prom import ItemBank
 from cat_prom.bank import content_hash
-from cat_prom.bank_io import read_params_csv
+from cat_prom.io import read_params_csv
 from cat_prom.errors import InvalidBankError
 
 jsonschema = pytest.importorskip("jsonschema")

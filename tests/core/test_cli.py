@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cat_prom import ItemBank, scoring
-from cat_prom.bank_io import read_params_csv, read_responses_csv, write_params
+from cat_prom.io import read_params_csv, read_responses_csv, write_params
 from cat_prom.cli import main
 from cat_prom.errors import InvalidDataError
 
@@ -383,6 +383,98 @@ def test_version_and_help(capsys):
     assert e.value.code == 0
     for cmd in ("bank", "score", "score-table", "serve", "keys"):
         assert cmd in out
+
+
+def _all_commands(parser):
+    """(command path, help) of every command and subcommand of an argparse parser."""
+    import argparse
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                out.append((name, helps.get(name)))
+                out += [(f"{name} {n}", h) for n, h in _all_commands(sub)]
+    return out
+
+
+def test_help_lists_every_command_with_a_description(capsys):
+    from cat_prom.cli import build_parser
+    commands = _all_commands(build_parser())
+    names = [c for c, _ in commands]
+    for want in ("bank import", "bank export", "bank validate", "bank show", "bank report", "score", "score-table",
+                 "calibrate", "link", "simulate", "serve", "keys"):
+        assert want in names, want
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name, text in commands:
+        if name.startswith(("keys ", "serve ")):
+            continue  # the service's own subcommands are listed by `cat-prom keys --help`
+        assert text and len(text.splitlines()) == 1, name
+        assert f"  {name:<18}{text}" in out, name
+    assert "make shell" in out
+
+
+def test_plugin_commands_come_from_the_entry_point_group(tmp_path, monkeypatch, capsys):
+    """A package adds a command through `cat_prom.commands`; `--help` lists it without importing it."""
+    import sys
+    from importlib.metadata import EntryPoint
+
+    import cat_prom.cli as cli
+    (tmp_path / "hello_plugin.py").write_text(
+        'COMMANDS = {"hello": "say hello"}\n'
+        "def register(subparsers):\n"
+        '    p = subparsers.add_parser("hello", help=COMMANDS["hello"])\n'
+        '    p.add_argument("--name", default="world")\n'
+        '    p.set_defaults(func=lambda a: print("hello", a.name) or 0)\n', encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = EntryPoint(name="hello", value="hello_plugin:register", group=cli.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(cli, "_plugins", lambda: [ep])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert f"  {'hello':<18}say hello" in capsys.readouterr().out
+    assert "hello_plugin" not in sys.modules  # listed from its COMMANDS literal, not imported
+    assert main(["hello", "--name", "cat"]) == 0
+    assert capsys.readouterr().out == "hello cat\n"
+
+
+def test_help_without_the_service(monkeypatch, capsys):
+    """The engine works alone: no plugin installed, or one that cannot be imported."""
+    import cat_prom.cli as cli
+    from importlib.metadata import EntryPoint
+    monkeypatch.setattr(cli, "_plugins", lambda: [])
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "calibrate" in out and "serve" not in out
+    broken = EntryPoint(name="serve", value="no_such_service_pkg.cli:add_subcommands", group=cli.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(cli, "_plugins", lambda: [broken])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "bank report" in out and "  serve" not in out  # skipped: it cannot be loaded
+    code = main(["serve"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("cat-prom: error: the command 'serve'") and "not available" in err
+
+
+def test_help_without_the_service_package_in_a_fresh_process():
+    """With the `api` package unimportable (the engine installed alone), `cat-prom --help` still lists the
+    engine's commands, and `cat-prom serve` says the service is not available."""
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'api' or name.startswith('api.'):\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from cat_prom.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "sys.exit(main(['serve', '--help']))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "bank report" in r.stdout and "simulate" in r.stdout and "  serve" not in r.stdout
+    assert "the command 'serve'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_engine_commands_do_not_import_flask(bank_file):

@@ -18,10 +18,12 @@ import sys
 
 import numpy as np
 import pytest
+from mdblocks import fenced_blocks
 
 from cat_prom import ItemBank
 from cat_prom.calibration import simulate_responses
-from cat_prom.cli import _Progress, main
+from cat_prom.cli import main
+from cat_prom.cli.common import Progress
 
 LABELS = "Never,Rarely,Sometimes,Often,Always"
 IDS = [f"Q{i + 1}" for i in range(8)]
@@ -220,19 +222,19 @@ def test_progress_bar_only_on_a_terminal():
             return True
 
     s = Tty()
-    bar = _Progress("EM", stream=s)
+    bar = Progress("EM", stream=s)
     bar.em(1, -1234.5, 0.5, max_iter=500, tol=1e-4)
     bar.em(2, -1200.0, 1e-5, max_iter=500, tol=1e-4)
     bar.close()
     text = s.getvalue()
-    assert "cycle    1" in text and "loglik -1,234.50" in text and "#" * _Progress.WIDTH in text
+    assert "cycle    1" in text and "loglik -1,234.50" in text and "#" * Progress.WIDTH in text
     assert text.endswith("\n")
     quiet = Tty()
-    bar = _Progress("EM", stream=quiet, quiet=True)
+    bar = Progress("EM", stream=quiet, quiet=True)
     bar.em(1, -1.0, 0.5, max_iter=10, tol=1e-4)
     bar.close()
     plain = io.StringIO()  # not a terminal (a log file, a pipe)
-    bar = _Progress("EM", stream=plain)
+    bar = Progress("EM", stream=plain)
     bar.em(1, -1.0, 0.5, max_iter=10, tol=1e-4)
     bar.close()
     assert quiet.getvalue() == "" and plain.getvalue() == ""
@@ -272,7 +274,7 @@ def test_bank_report_with_and_without_responses(calibrated, tmp_path, capsys):
 
 
 def test_engine_does_not_import_matplotlib():
-    code = ("import sys, cat_prom, cat_prom.cli, cat_prom.report, cat_prom.calibration, cat_prom.simulation; "
+    code = ("import sys, cat_prom, cat_prom.cli, cat_prom.reports.calibration, cat_prom.calibration, cat_prom.simulation; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -409,18 +411,7 @@ EXAMPLES = os.path.join(ROOT, "docs", "examples")
 def _doc_blocks():
     """Fenced blocks of docs/researchers.md as (language, text)."""
     with open(os.path.join(ROOT, "docs", "researchers.md"), encoding="utf-8") as fh:
-        lines = fh.read().splitlines(keepends=True)
-    out, cur, lang = [], None, None
-    for line in lines:
-        if line.startswith("```"):
-            if cur is None:
-                cur, lang = [], line[3:].strip()
-            else:
-                out.append((lang, "".join(cur)))
-                cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+        return fenced_blocks(fh.read())
 
 
 def _normalise(text):
@@ -437,23 +428,44 @@ def _shown_output(command_start):
     raise AssertionError(f"no block starting with {command_start!r}")
 
 
+def _run_doc_block(command_start, capsys):
+    """Run the commands of the bash block of docs/researchers.md that starts with ``command_start`` (in-process,
+    as written: the current folder must see docs/); return (combined stdout, combined stderr)."""
+    import shlex
+    blocks = _doc_blocks()
+    text = next(t for lang, t in blocks if lang == "bash" and t.startswith(command_start))
+    outs, errs = [], []
+    for command in text.replace("\\\n", " ").splitlines():
+        command = command.split("  #")[0].strip()
+        if not command:
+            continue
+        words = shlex.split(command)
+        assert words[0] == "cat-prom", command
+        code, out, err = run(words[1:], capsys)
+        assert code == 0, (command, err)
+        outs.append(out)
+        errs.append(err)
+    return "".join(outs), "".join(errs)
+
+
 def test_researchers_doc_calibration_example_is_real(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").symlink_to(os.path.join(ROOT, "docs"))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795348800")
-    code, out, err = run(["calibrate", os.path.join(EXAMPLES, "worry-form-a.csv"), "--model", "grm",
-                          "--out", "pain-worry.json", "--stems", os.path.join(EXAMPLES, "worry-stems-a.csv"),
-                          "--id", "pain-worry", "--name", "Pain worry (example)", "--labels", LABELS,
-                          "--report", "report-worry"], capsys)
-    assert code == 0, err
-    assert _normalise(out) == _normalise(_shown_output("cat-prom calibrate docs/examples/worry-form-a.csv"))
-    code, out, err = run(["calibrate", os.path.join(EXAMPLES, "worry-form-b.csv"), "--out", "form-b.json",
-                          "--id", "pain-worry-form-b", "--stems", os.path.join(EXAMPLES, "worry-stems-b.csv"),
-                          "--labels", LABELS, "--quiet"], capsys)
-    assert code == 0, err
-    code, out, err = run(["link", "form-b.json", "--to", "pain-worry.json", "--method", "stocking-lord",
-                          "--out", "form-b-linked.json"], capsys)
-    assert code == 0, err
-    assert _normalise(out) == _normalise(_shown_output("cat-prom calibrate docs/examples/worry-form-b.csv"))
+    first = "cat-prom calibrate docs/examples/worry-form-a.csv"
+    out, _ = _run_doc_block(first, capsys)
+    assert _normalise(out) == _normalise(_shown_output(first))
+    check = "cat-prom bank validate out/pain-worry.json"
+    out, err = _run_doc_block(check, capsys)
+    printed = _normalise(out + err).splitlines()
+    assert all(line in printed for line in _normalise(_shown_output(check)).splitlines())  # `bank show` not shown
+    anchored = "cat-prom calibrate docs/examples/worry-forms-ab.csv --anchor"
+    out, _ = _run_doc_block(anchored, capsys)
+    assert _normalise(out) == _normalise(_shown_output(anchored))
+    linked = "cat-prom calibrate docs/examples/worry-form-b.csv"
+    out, _ = _run_doc_block(linked, capsys)
+    assert _normalise(out) == _normalise(_shown_output(linked))
+    assert sorted(os.listdir(tmp_path)) == ["docs", "out"]  # everything went into out/
 
 
 def test_example_data_are_reproducible(tmp_path):

@@ -8,7 +8,9 @@
   the committed files byte for byte. The bytes depend on the numpy, scipy and
   cat-prom versions recorded in each file, so the comparison is skipped,
   with a message, when other versions are installed;
-* the ``pain-core`` battery names loaded banks and valid design overrides.
+* the ``pain-core`` battery names loaded banks and valid design overrides;
+* battery files are validated like banks: a bad file raises ``InvalidBatteryError``
+  naming the file and the field.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import numpy as np
 import pytest
 
 from cat_prom.bank import DEMO_DISCLAIMER, ItemBank
+from cat_prom.battery_file import BatteryDef, battery_from_dict, load_battery
 from cat_prom.design import Design
+from cat_prom.errors import InvalidBatteryError
 from cat_prom.session import Battery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +118,7 @@ def test_regeneration_is_byte_for_byte_identical():
     assert mod.check(BANKS_DIR, quiet=True) == []
 
 
-def test_pain_core_battery_file():
+def test_pain_core_battery_file(banks):
     doc = json.loads((BANKS_DIR / "batteries" / "pain-core.json").read_text(encoding="utf-8"))
     assert doc["id"] == "pain-core" and doc["banks"] == PAIN_CORE
     assert set(doc["designs"]) <= set(doc["banks"])
@@ -122,11 +126,14 @@ def test_pain_core_battery_file():
         Design.from_dict(d)  # raises on a bad override
     for bid in ("constipation", "nausea", "drowsiness"):
         assert doc["designs"][bid]["screen_stop"] is True
+    bat = load_battery(BANKS_DIR / "batteries" / "pain-core.json", banks=banks)  # the loader agrees
+    assert bat.id == "pain-core" and bat.banks == tuple(PAIN_CORE) and bat.name == doc["name"]
+    assert {b: dict(d) for b, d in bat.designs.items()} == doc["designs"]
 
 
 def test_pain_core_patient_without_side_effects_answers_one_question_each(banks):
-    doc = json.loads((BANKS_DIR / "batteries" / "pain-core.json").read_text(encoding="utf-8"))
-    bat = Battery([(banks[b], doc["designs"].get(b)) for b in doc["banks"]], seed=1)
+    battery = load_battery(BANKS_DIR / "batteries" / "pain-core.json", banks=banks)
+    bat = Battery(battery.entries(banks), seed=1)
     while not bat.finished:
         bank, item = bat.current_bank, bat.current_item
         k = bank.healthiest_category(bank.index(item.id))
@@ -134,3 +141,57 @@ def test_pain_core_patient_without_side_effects_answers_one_question_each(banks)
     n = {s.bank.id: s.n_asked for s in bat.sessions}
     assert n["constipation"] == n["nausea"] == n["drowsiness"] == n["sleep-disturbance"] == 1
     assert sum(n.values()) <= 20
+
+
+# --------------------------------------------------------------------------- battery files
+GOOD = {"id": "core", "name": "Core", "description": "two banks", "banks": ["pain-intensity", "nausea"],
+        "designs": {"nausea": {"screen_stop": True, "max_items": 3}}}
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"colour": "red"}, "colour", "unknown key"),
+    ({"id": None}, "id", "must be a string of letters"),
+    ({"id": "has space"}, "id", "must be a string of letters"),
+    ({"name": 3}, "name", "must be a string, got int"),
+    ({"banks": []}, "banks", "non-empty list"),
+    ({"banks": "pain-intensity"}, "banks", "non-empty list"),
+    ({"banks": ["pain-intensity", 7]}, "banks[1]", "must be bank ids"),
+    ({"banks": ["nausea", "nausea"]}, "banks[1]", "listed twice"),
+    ({"banks": ["pain-intensity", "nope"]}, "banks[1]", "bank 'nope' is not loaded"),
+    ({"designs": []}, "designs", "must be an object"),
+    ({"designs": {"fatigue": {}}}, "designs['fatigue']", "not in the battery's banks"),
+    ({"designs": {"nausea": 3}}, "designs['nausea']", "must be an object of design keys"),
+    ({"designs": {"nausea": {"max_items": 0}}}, "designs['nausea']", "'max_items'"),
+    ({"designs": {"nausea": {"speed": 1}}}, "designs['nausea']", "unknown design key 'speed'"),
+])
+def test_bad_battery_documents_name_the_field(banks, change, field, message):
+    doc = dict(GOOD, **change)
+    with pytest.raises(InvalidBatteryError) as e:
+        battery_from_dict(doc, banks=set(banks), source="core.json")
+    assert e.value.code == "invalid-battery" and e.value.fields["field"] == field
+    assert e.value.message.startswith(f"core.json: {field}: ") and message in e.value.message, e.value.message
+
+
+@pytest.mark.parametrize("doc, field", [([], "battery"), ({"banks": ["nausea"]}, "id"), ({"id": "x"}, "banks")])
+def test_battery_must_be_an_object_with_id_and_banks(doc, field):
+    with pytest.raises(InvalidBatteryError) as e:
+        battery_from_dict(doc)
+    assert e.value.fields["field"] == field
+
+
+def test_battery_file_errors_and_defaults(tmp_path, banks):
+    p = tmp_path / "b.json"
+    p.write_text('{"id": "x", ', encoding="utf-8")
+    with pytest.raises(InvalidBatteryError, match=r"^b\.json: not valid JSON"):
+        load_battery(p)
+    with pytest.raises(InvalidBatteryError, match=r"^nope\.json: cannot read"):
+        load_battery(tmp_path / "nope.json")
+    p.write_text(json.dumps({"id": "x", "banks": ["nausea"]}), encoding="utf-8")
+    bat = load_battery(p)  # without loaded banks the ids are not checked
+    assert isinstance(bat, BatteryDef) and bat.name == "x" and bat.description == "" and bat.design("nausea") == {}
+    assert bat.to_dict() == {"id": "x", "name": "x", "banks": ["nausea"], "description": ""}
+    assert bat.entries(banks)[0] == (banks["nausea"], None)
+    with pytest.raises(TypeError):
+        bat.designs["nausea"] = {}  # frozen: designs are shared by every sitting
+    with pytest.raises(InvalidBatteryError, match="'nausea' is not loaded"):
+        bat.entries({})

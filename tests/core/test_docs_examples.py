@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from mdblocks import fenced_blocks
 
 from cat_prom import Design
 from cat_prom.cli import main
@@ -16,19 +17,7 @@ DOCS = os.path.join(ROOT, "docs")
 def _blocks(name, lang):
     """Contents of the fenced code blocks of language ``lang`` ('' = no language) in docs/``name``."""
     with open(os.path.join(DOCS, name), encoding="utf-8") as fh:
-        lines = fh.read().splitlines(keepends=True)
-    out, cur, cur_lang = [], None, None
-    for line in lines:
-        if line.startswith("```"):
-            if cur is None:
-                cur, cur_lang = [], line[3:].strip()
-            else:
-                if cur_lang == lang:
-                    out.append("".join(cur))
-                cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+        return [text for block_lang, text in fenced_blocks(fh.read()) if block_lang == lang]
 
 
 def test_every_design_example_is_valid():
@@ -62,3 +51,28 @@ def test_researchers_scoring_example_output(capsys):
     out = capsys.readouterr().out
     shown = [line for line in table.splitlines() if line != "..."]
     assert out.splitlines()[: len(shown)] == shown
+
+
+def test_calibrate_bank_example_runs_and_matches_the_command_line(tmp_path, monkeypatch, capsys):
+    """docs/calibration.md's calibrate_bank example prints what its comments say, and writes the very bank
+    (same content hash) that `cat-prom calibrate` writes with the same options."""
+    import contextlib
+    import io
+    import re
+
+    from cat_prom import ItemBank
+    block = next(b for b in _blocks("calibration.md", "python") if "calibrate_bank(" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").symlink_to(DOCS)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795348800")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(block, "calibration.md", "exec"), {})
+    expected = [m.group(1) for m in re.finditer(r"^print\(.*# -> (.*)$", block, re.M)]
+    assert buf.getvalue().splitlines() == expected and len(expected) == 3
+    assert (tmp_path / "out" / "report-worry" / "report.html").exists()
+    code = main(["calibrate", "docs/examples/worry-form-a.csv", "--out", "cli.json", "--stems",
+                 "docs/examples/worry-stems-a.csv", "--id", "pain-worry", "--name", "Pain worry (example)",
+                 "--labels", "Never,Rarely,Sometimes,Often,Always", "--quiet"])
+    assert code == 0
+    assert ItemBank.load("out/pain-worry.json").content_hash == ItemBank.load("cli.json").content_hash

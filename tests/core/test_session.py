@@ -660,7 +660,7 @@ def _golden_play(bank, design, seed):
 def test_sessions_recorded_by_an_earlier_version_replay_identically():
     """Randomesque, Sympson–Hetter and random selection (with content rules, enemies, declines and every
     criterion) consume the session's random stream as they did at commit e45cd30: same items, same
-    stop, same estimates (1e-12: summation order) and the same next random number."""
+    stop, same estimates and the same next random number."""
     with open(os.path.join(os.path.dirname(__file__), "data", "session_replay_e45cd30.json"), encoding="utf-8") as fh:
         recorded = json.load(fh)["sessions"]
     bank = _golden_bank()
@@ -669,5 +669,7 @@ def test_sessions_recorded_by_an_earlier_version_replay_identically():
         s = _golden_play(bank, r["design"], r["seed"])
         assert " ".join(offered(s)) == r["items"], (r["design"], r["seed"])
         assert s.stop_reason == r["stop_reason"]
-        assert s.theta == pytest.approx(r["theta"], abs=1e-12) and s.se == pytest.approx(r["se"], abs=1e-12)
+        # EAP: summation order only (1e-12); MAP: the modal solver's θ tolerance (1e-10 since, Newton's before)
+        tol = 1e-12 if s.design.estimator == "eap" else 1e-9
+        assert s.theta == pytest.approx(r["theta"], abs=tol) and s.se == pytest.approx(r["se"], abs=tol)
         assert s._rng.random() == r["next_random"]  # the generator is exactly where it was

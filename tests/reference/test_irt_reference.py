@@ -34,7 +34,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.differentiate import derivative
 
 from cat_prom import irt
-from cat_prom.errors import InvalidBankError
+from cat_prom.errors import InvalidBankError, InvalidDataError
 
 # --------------------------------------------------------------------------
 # Independent references. None of these call cat_prom.irt.
@@ -553,3 +553,65 @@ class TestInputValidation:
     def test_bad_theta(self, theta):
         with pytest.raises(ValueError, match="theta"):
             irt.probabilities(theta, [1.0], [0.0])
+
+    @pytest.mark.parametrize("theta", [np.nan, np.inf, [[0.0, 1.0]], "high", [0.0, "x"]])
+    @pytest.mark.parametrize("fn", [irt.probabilities, irt.log_probabilities, irt.information, irt.derivatives])
+    def test_bad_theta_is_a_domain_error(self, theta, fn):
+        with pytest.raises(InvalidDataError, match="theta") as exc:
+            fn(theta, [1.0], [0.0])
+        assert exc.value.code == "invalid-data" and exc.value.fields.get("field") == "theta"
+
+    @pytest.mark.parametrize("a,b", [(["x"], [0.0]), ([1.0], [["low", 1.0]]), ([1.0], [[0.0, [1.0]]])])
+    def test_non_numeric_parameters_are_a_domain_error(self, a, b):
+        with pytest.raises(InvalidBankError, match="item parameters must be numbers"):
+            irt.item_params(a, b)
+
+
+# --------------------------------------------------------------------------
+# Third and fourth log-derivatives (used by the modal estimators)
+# --------------------------------------------------------------------------
+def _dec_logp(t: Decimal, a, b, model):
+    """log P_k at a Decimal θ (closed form, 150 digits): Samejima's GRM / Muraki's GPCM."""
+    ad = _d(a)
+    if model == "grm":
+        star = [Decimal(1)] + [_dec_logistic(ad * (t - _d(bk))) for bk in b] + [Decimal(0)]
+        return [(star[k] - star[k + 1]).ln() for k in range(len(b) + 1)]
+    z = [Decimal(0)]
+    for bv in b:
+        z.append(z[-1] + ad * (t - _d(bv)))
+    tot = sum(zk.exp() for zk in z)
+    return [zk - tot.ln() for zk in z]
+
+
+@pytest.mark.parametrize("a,b,model", ITEMS)
+def test_log_derivatives_up_to_fourth_order(a, b, model):
+    # d_j = ∂^j log P_k / ∂θ^j of irt._terms against central differences of the closed-form log P in
+    # 150-digit decimal arithmetic with h = 1e-20 (truncation ~h² = 1e-40, rounding ~1e-150/h⁴):
+    # exact to double precision; rtol 1e-12, atol 1e-12 a^j
+    theta = np.linspace(-3.0, 3.0, 7)
+    P, *d = irt._terms(theta, irt.item_params([a], [list(b)], model), 4)
+    assert_allclose(P[:, :, 0].T, ref_probs(theta, a, b, model), rtol=1e-12)  # closed form (decimal)
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        h = Decimal("1e-20")
+        for q, t in enumerate(theta):
+            f = [_dec_logp(_d(t) + i * h, a, b, model) for i in (-2, -1, 0, 1, 2)]
+            for k in range(len(b) + 1):
+                m2, m1, f0, p1, p2 = (row[k] for row in f)
+                ref = [(p1 - m1) / (2 * h), (p1 - 2 * f0 + m1) / h ** 2, (p2 - 2 * p1 + 2 * m1 - m2) / (2 * h ** 3),
+                       (p2 - 4 * p1 + 6 * f0 - 4 * m1 + m2) / h ** 4]
+                for j in range(4):
+                    assert_allclose(d[j][k, q, 0], float(ref[j]), rtol=1e-12, atol=1e-12 * a ** (j + 1))
+
+
+def test_information_blocks_equal_one_call():
+    # information() works in blocks of θ rows; block edges must not change a value (exact equality
+    # with item-by-item calls at each θ, the same arithmetic)
+    rng = np.random.default_rng(4)
+    n = 300
+    a = rng.uniform(0.5, 3.0, n)
+    b = np.sort(rng.normal(0.0, 1.0, (n, 4)), axis=1)
+    theta = np.linspace(-6, 6, 1201)
+    I = irt.information(theta, a, b)
+    for q in (0, 43, 44, 600, 1200):
+        assert_array_equal(I[q], irt.information(theta[q:q + 1], a, b)[0])

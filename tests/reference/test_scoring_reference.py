@@ -30,6 +30,7 @@ from numpy.testing import assert_allclose
 from scipy import integrate, optimize
 
 from cat_prom import irt, scoring
+from cat_prom.errors import InvalidBankError, InvalidDataError, InvalidDesignError
 from cat_prom.scoring import FLAG_ALL_HIGHEST, FLAG_ALL_LOWEST, FLAG_NO_RESPONSES
 
 # --------------------------------------------------------------------------
@@ -445,3 +446,47 @@ class TestLordWingersky:
         tab = scoring.summed_score_table(PARAMS)
         assert np.all(np.diff(tab["theta"]) > 0)
         assert_allclose(tab["probability"].sum(), 1.0, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Bad input: domain errors that say what was wrong
+# --------------------------------------------------------------------------
+class TestErrors:
+    x = np.array([[1, 0, 1, 2, 3]], dtype=float)
+
+    @pytest.mark.parametrize("params", [object(), "bank", (1.0,), {"a": [1.0]}])
+    def test_params_of_the_wrong_kind(self, params):
+        with pytest.raises(InvalidBankError, match="params must be ItemParams, an ItemBank or an"):
+            scoring.score(self.x, params)
+
+    @pytest.mark.parametrize("method", ["eap", "map", "ml", "wle"])
+    def test_non_numeric_or_infinite_responses(self, method):
+        with pytest.raises(InvalidDataError, match="responses must be numbers"):
+            scoring.score([["1", "x", 1, 2, 3]], PARAMS, method)
+        with pytest.raises(InvalidDataError, match=r"row 0, item 1: response inf is not a whole category"):
+            scoring.score([[1, np.inf, 1, 2, 3]], PARAMS, method)
+        with pytest.raises(InvalidDataError, match=r"row 0, item 2: category 2 out of range 0-1"):
+            scoring.score([[1, 0, 2, 2, 3]], PARAMS, method)
+
+    @pytest.mark.parametrize("method", ["eap", "map"])
+    @pytest.mark.parametrize("prior", [(0.0, 0.0), (0.0, -1.0), (np.nan, 1.0), (0.0,), "N(0,1)"])
+    def test_bad_prior(self, method, prior):
+        with pytest.raises(InvalidDesignError) as exc:
+            scoring.score(self.x, PARAMS, method, prior=prior)
+        assert exc.value.code == "invalid-design" and exc.value.fields["field"] == "prior"
+
+    @pytest.mark.parametrize("method", ["map", "ml", "wle"])
+    @pytest.mark.parametrize("grid", [(2.0, -2.0, 81), (0.0, 0.0, 81), (-np.inf, 6.0, 81), (np.nan, 1.0, 81)])
+    def test_bad_search_interval(self, method, grid):
+        with pytest.raises(InvalidDesignError, match="search interval needs finite min < max"):
+            scoring.score(self.x, PARAMS, method, grid=grid)
+
+    def test_unknown_method(self):
+        with pytest.raises(InvalidDataError, match="unknown scoring method 'bayes'; use eap, map, ml or wle"):
+            scoring.score(self.x, PARAMS, "bayes")
+        with pytest.raises(InvalidDataError, match="unknown scoring method 3"):
+            scoring.score(self.x, PARAMS, 3)
+
+    def test_summed_score_table_bad_prior(self):
+        with pytest.raises(InvalidDesignError):
+            scoring.summed_score_table(PARAMS, prior=(0.0, 0.0))

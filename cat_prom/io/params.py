@@ -29,96 +29,22 @@ All layouts use D = 1 (the logistic metric): catR's ``Pi(..., model=...)``
 and mirt's ``IRTpars`` are on that metric. Missing cells may be empty or
 ``NA``. Errors name the file, the 1-based line number and the column.
 
-Response data (``read_responses_csv``): header ``id,<item ids...>``, one row per
-person, the bank's response *values* in the cells, empty (or ``NA``) for an
-unanswered item.
+Item wording for a calibration (:func:`read_stems_csv`): header ``item_id,stem``.
 """
 from __future__ import annotations
 
 import csv
-import math
 import os
 import re
 from typing import Sequence
 
-import numpy as np
+from ..bank import BANK_FORMAT, DIRECTIONS, ItemBank
+from ..errors import InvalidDataError
+from .csvfile import check_unique_header, is_missing, number, read_csv_rows
 
-from .bank import BANK_FORMAT, DIRECTIONS, ItemBank
-from .errors import InvalidDataError
-
-__all__ = ["FORMATS", "read_params_csv", "write_params", "read_responses_csv", "read_csv_rows"]
+__all__ = ["FORMATS", "read_params_csv", "write_params", "read_stems_csv"]
 
 FORMATS = ("csv", "mirt", "catr")
-_MISSING = {"", "NA", "na", "NaN", "nan", "."}
-
-
-# --------------------------------------------------------------------------- generic CSV
-def read_csv_rows(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line_number, cells)`` rows of a CSV file; blank lines are skipped.
-
-    Raises :class:`InvalidDataError` for an unreadable or malformed file, a
-    missing header, or a row with a different number of cells than the header.
-    """
-    path = os.fspath(path)
-    name = os.path.basename(path)
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise InvalidDataError(f"cannot read {path!r}: {e.strerror}", file=path) from None
-    rows: list[tuple[int, list[str]]] = []
-    header = None
-    try:
-        with fh:
-            reader = csv.reader(fh, strict=True)
-            start = 1
-            for cells in reader:
-                line = start
-                start = reader.line_num + 1
-                if not cells or all(not c.strip() for c in cells) and len(cells) <= 1:
-                    continue
-                if header is None:
-                    header = [c.strip() for c in cells]
-                    header_line = line
-                    continue
-                if len(cells) != len(header):
-                    raise InvalidDataError(
-                        f"{name} line {line}: has {len(cells)} cells but the header (line {header_line}) has "
-                        f"{len(header)} columns; every row needs one cell per column (leave a cell empty for a "
-                        f"missing value)", file=path, line=line)
-                rows.append((line, cells))
-    except csv.Error as e:
-        raise InvalidDataError(f"{name} line {reader.line_num}: malformed CSV ({e})", file=path,
-                               line=reader.line_num) from None
-    except UnicodeDecodeError:
-        raise InvalidDataError(f"{name} is not UTF-8 text; save it as UTF-8 CSV", file=path) from None
-    if header is None:
-        raise InvalidDataError(f"{name} is empty; it needs a header line", file=path)
-    return header, rows
-
-
-def _check_unique_header(header, name, path):
-    seen = {}
-    for j, h in enumerate(header):
-        if h in seen:
-            raise InvalidDataError(f"{name} line 1, column {j + 1} ({h!r}): duplicate column name (also column "
-                                   f"{seen[h] + 1}); each column must appear once", file=path, line=1, column=h)
-        seen[h] = j
-
-
-def _number(cell: str, name: str, line: int, col: str, path: str) -> float:
-    try:
-        x = float(cell)
-    except ValueError:
-        raise InvalidDataError(f"{name} line {line}, column {col!r}: {cell.strip()!r} is not a number", file=path,
-                               line=line, column=col) from None
-    if not math.isfinite(x):
-        raise InvalidDataError(f"{name} line {line}, column {col!r}: {cell.strip()!r} is not a finite number",
-                               file=path, line=line, column=col)
-    return x
-
-
-def _missing(cell: str) -> bool:
-    return cell.strip() in _MISSING
 
 
 # --------------------------------------------------------------------------- parameter tables
@@ -134,14 +60,14 @@ def _thresholds(cells, cols, name, line, path) -> list[float]:
     """Leading non-missing threshold cells; a value after a gap is an error."""
     out, gap = [], None
     for cell, col in zip(cells, cols):
-        if _missing(cell):
+        if is_missing(cell):
             gap = gap or col
             continue
         if gap is not None:
             raise InvalidDataError(f"{name} line {line}, column {col!r}: threshold given after the empty column "
                                    f"{gap!r}; an item with fewer categories leaves its trailing thresholds empty",
                                    file=path, line=line, column=col)
-        out.append(_number(cell, name, line, col, path))
+        out.append(number(cell, name, line, col, path))
     return out
 
 
@@ -187,7 +113,7 @@ def _read_cat_prom_csv(header, rows, name, path):
         if not iid:
             raise InvalidDataError(f"{name} line {line}, column 'item_id': empty item id", file=path, line=line,
                                    column="item_id")
-        a = _number(cells[ja], name, line, "a", path)
+        a = number(cells[ja], name, line, "a", path)
         thr = _thresholds([cells[j] for j, _ in bcols], [h for _, h in bcols], name, line, path)
         model = None
         if jm is not None and cells[jm].strip():
@@ -207,6 +133,15 @@ def _id_column(header, param_names) -> int | None:
     if h in param_names:
         return None
     return 0
+
+
+def _row_name(cells, jid, n, header, name, line, path) -> str:
+    """The item id of a row: its row-name cell, or ``I<n>`` when the table has no row names."""
+    iid = cells[jid].strip() if jid is not None else f"I{n}"
+    if not iid:
+        raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
+                               column=header[0])
+    return iid
 
 
 def _read_mirt(header, rows, name, path):
@@ -235,19 +170,16 @@ def _read_mirt(header, rows, name, path):
     ja = lower.index(acol)
     out = []
     for n, (line, cells) in enumerate(rows, start=1):
-        iid = cells[jid].strip() if jid is not None else f"I{n}"
-        if not iid:
-            raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
-                                   column=header[0])
-        a = _number(cells[ja], name, line, header[ja], path)
+        iid = _row_name(cells, jid, n, header, name, line, path)
+        a = number(cells[ja], name, line, header[ja], path)
         thr = _thresholds([cells[j] for j, _ in bcols], [header[j] for j, _ in bcols], name, line, path)
-        if jb is not None and not _missing(cells[jb]):
+        if jb is not None and not is_missing(cells[jb]):
             if thr:
                 raise InvalidDataError(f"{name} line {line}: item {iid!r} has both b and b1..bk", file=path,
                                        line=line, column="b")
-            thr = [_number(cells[jb], name, line, "b", path)]
+            thr = [number(cells[jb], name, line, "b", path)]
             for j, want in ((jg, 0.0), (ju, 1.0)):
-                if j is not None and not _missing(cells[j]) and _number(cells[j], name, line, header[j], path) != want:
+                if j is not None and not is_missing(cells[j]) and number(cells[j], name, line, header[j], path) != want:
                     raise InvalidDataError(f"{name} line {line}, column {header[j]!r}: item {iid!r} has "
                                            f"{header[j]} = {cells[j].strip()}; only 2PL items (g = 0, u = 1) are "
                                            f"supported", file=path, line=line, column=header[j])
@@ -304,11 +236,8 @@ def _read_catr(header, rows, name, path, model):
         model = model or "grm"
     out = []
     for n, (line, cells) in enumerate(rows, start=1):
-        iid = cells[jid].strip() if jid is not None else f"I{n}"
-        if not iid:
-            raise InvalidDataError(f"{name} line {line}, column 1: empty item name", file=path, line=line,
-                                   column=header[0])
-        a = 1.0 if ja is None else _number(cells[ja], name, line, header[ja], path)
+        iid = _row_name(cells, jid, n, header, name, line, path)
+        a = 1.0 if ja is None else number(cells[ja], name, line, header[ja], path)
         thr = _thresholds([cells[j] for j, _ in tcols], [h for _, h in tcols], name, line, path)
         if not thr:
             raise InvalidDataError(f"{name} line {line}: item {iid!r} has no thresholds", file=path, line=line)
@@ -357,7 +286,7 @@ def read_params_csv(path: str | os.PathLike, format: str = "csv", *, model: str 
     if direction not in DIRECTIONS:
         raise InvalidDataError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     header, rows = read_csv_rows(path)
-    _check_unique_header(header, fname, path)
+    check_unique_header(header, fname, path)
     try:
         if fmt == "csv":
             parsed = _read_cat_prom_csv(header, rows, fname, path)
@@ -399,7 +328,7 @@ def read_params_csv(path: str | os.PathLike, format: str = "csv", *, model: str 
         if r.content:
             d["content"] = list(r.content)
         items.append(d)
-    from . import __version__
+    from .. import __version__
     bid = bank_id or _ids_from_path(path)
     doc = {
         "format": BANK_FORMAT, "id": bid, "name": name or bid, "version": "1", "domain": bid,
@@ -484,102 +413,40 @@ def write_params(bank: ItemBank, path, format: str = "csv") -> list[str]:
     return warnings
 
 
-# --------------------------------------------------------------------------- responses
-def person_ids(rows, name: str, path) -> list[str]:
-    """The first cell of each ``(line, cells)`` row: person ids, none of them empty."""
-    ids = []
-    for line, cells in rows:
-        pid = cells[0].strip()
-        if not pid:
-            raise InvalidDataError(f"{name} line {line}, column 'id': empty person id", file=path, line=line,
-                                   column="id")
-        ids.append(pid)
-    return ids
+# --------------------------------------------------------------------------- item wording
+def read_stems_csv(path: str | os.PathLike, item_ids: Sequence[str]) -> dict[str, str]:
+    """Item wording for a calibration: a CSV with header ``item_id,stem``, one line per item.
 
-
-def read_responses_csv(path: str | os.PathLike, bank: ItemBank) -> tuple[list[str], np.ndarray]:
-    """Read a response file into 0-based categories.
-
-    The header is ``id`` followed by item ids of ``bank`` (any subset, any
-    order); each cell holds one of the item's response *values* (as listed in
-    the bank's options), or is empty / ``NA`` when the item was not answered.
+    Parameters
+    ----------
+    path : the CSV file
+    item_ids : the items being calibrated; a stem for any other id is an error
 
     Returns
     -------
-    ids : list of str, one per person (row order)
-    categories : ndarray, shape (n_persons, bank.n_items)
-        0-based categories, NaN for unanswered items and items absent from the file.
-
-    Raises
-    ------
-    InvalidDataError
-        naming the file, the 1-based line number and the column for an unknown
-        item id, a duplicate column, a value that is not a response option, a
-        ragged row or malformed CSV.
+    dict mapping item id to stem (items without a line are absent).
     """
     path = os.fspath(path)
     name = os.path.basename(path)
     header, rows = read_csv_rows(path)
-    if header[0].lower() != "id":
-        raise InvalidDataError(f"{name} line 1, column 1: the first column must be 'id' (the person id), got "
-                               f"{header[0]!r}; the header is id,<item ids...>", file=path, line=1, column=header[0])
-    _check_unique_header(header, name, path)
-    cols = []
-    known_ids = set(bank.ids)
-    for j, h in enumerate(header[1:], start=1):
-        if h not in known_ids:
-            hint = ""
-            low = {i.lower(): i for i in bank.ids}
-            if h.lower() in low:
-                hint = f" (did you mean {low[h.lower()]!r}? item ids are case-sensitive)"
-            raise InvalidDataError(f"{name} line 1, column {j + 1} ({h!r}): {h!r} is not an item of bank "
-                                   f"{bank.id!r}{hint}", file=path, line=1, column=h)
-        cols.append(bank.index(h))
-    n = len(rows)
-    x = np.full((n, bank.n_items), np.nan)
-    ids = person_ids(rows, name, path)
-    if n == 0:
-        return ids, x
-    lines = np.array([line for line, _ in rows])
-    table = np.char.strip(np.array([cells[1:] for _, cells in rows], dtype=str).reshape(n, len(cols)))
-    first_bad = None  # (row, column position, cell) of the earliest invalid cell
-    n_bad = 0
-    for c, j in enumerate(cols):
-        it = bank.items[j]
-        uniq, inv = np.unique(table[:, c], return_inverse=True)
-        inv = inv.reshape(-1)
-        lookup = {str(v): k for k, v in enumerate(it.values)}
-        cats = np.empty(uniq.shape[0])
-        bad = []
-        for u_i, u in enumerate(uniq.tolist()):
-            k = lookup.get(u)
-            if k is None and u in _MISSING:
-                k = np.nan
-            if k is None:
-                try:  # "3.0" for value 3
-                    f = float(u)
-                    if f.is_integer():
-                        k = lookup.get(str(int(f)))
-                except ValueError:
-                    pass
-            if k is None:
-                bad.append(u_i)
-                k = np.nan
-            cats[u_i] = k
-        if bad:
-            mask = np.isin(inv, bad)
-            n_bad += int(mask.sum())
-            r = int(np.flatnonzero(mask)[0])
-            if first_bad is None or (r, c) < first_bad[:2]:
-                first_bad = (r, c, str(table[r, c]))
-        x[:, j] = cats[inv]
-    if first_bad is not None:
-        r, c, cell = first_bad
-        it = bank.items[cols[c]]
-        allowed = ", ".join(str(v) for v in it.values)
-        more = (f" ({n_bad - 1} more invalid cell{'s' if n_bad > 2 else ''} in the file)" if n_bad > 1 else "")
-        raise InvalidDataError(
-            f"{name} line {lines[r]}, column {header[c + 1]!r}: {cell!r} is not a response value of item "
-            f"{it.id!r}, which takes {allowed}; leave the cell empty for a missing answer{more}",
-            file=path, line=int(lines[r]), column=header[c + 1], item_id=it.id)
-    return ids, x
+    if [h.lower() for h in header] != ["item_id", "stem"]:
+        raise InvalidDataError(f"{name} line 1: the header must be item_id,stem (got {','.join(header)})",
+                               file=path, line=1)
+    known = set(item_ids)
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line, (iid, stem) in rows:
+        iid, stem = iid.strip(), stem.strip()
+        if iid not in known:
+            raise InvalidDataError(f"{name} line {line}, column 'item_id': {iid!r} is not an item column of the "
+                                   f"response file; stems must name items of the calibration", file=path, line=line,
+                                   column="item_id")
+        if iid in seen:
+            raise InvalidDataError(f"{name} line {line}, column 'item_id': duplicate item {iid!r} (also on line "
+                                   f"{seen[iid]})", file=path, line=line, column="item_id")
+        if not stem:
+            raise InvalidDataError(f"{name} line {line}, column 'stem': empty stem for item {iid!r}", file=path,
+                                   line=line, column="stem")
+        seen[iid] = line
+        out[iid] = stem
+    return out

@@ -28,13 +28,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import irt
-from .errors import CatPromError
+from .. import grid, irt
+from ..calibration.fit import MISFIT_ALPHA, marginal_reliability, test_information
+from ..errors import CatPromError
 
 __all__ = ["write_calibration_report", "standard_errors_from_provenance", "MISFIT_ALPHA"]
 
-#: Items with an S-X² p-value below this are flagged as misfitting.
-MISFIT_ALPHA = 0.01
 _PANELS_PER_FIGURE = 24
 _COLS = 4
 
@@ -88,7 +87,6 @@ def standard_errors_from_provenance(bank) -> tuple[np.ndarray | None, np.ndarray
 
 # ----------------------------------------------------------------------------- plots
 def _test_information_plot(Figure, bank, theta):
-    from .calibration import test_information
     info = test_information(theta, bank)
     se = 1.0 / np.sqrt(np.maximum(info, 1e-12))
     fig = Figure(figsize=(7, 3.8))
@@ -196,6 +194,131 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") 
     return f"<table class='{cls}'><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _aligned_se(bank, result, se_a, se_b):
+    """SEs in the bank's item order: as given, else from the calibration result, else from the provenance."""
+    if se_a is None and se_b is None and result is not None and getattr(result, "se_a", None) is not None:
+        idx = {iid: j for j, iid in enumerate(result.ids)}
+        se_a = np.full(bank.n_items, np.nan)
+        se_b = np.full((bank.n_items, bank.kmax - 1), np.nan)
+        for i, iid in enumerate(bank.ids):
+            j = idx.get(iid)
+            if j is not None:
+                se_a[i] = result.se_a[j]
+                m = min(bank.kmax - 1, result.se_b.shape[1])
+                se_b[i, :m] = result.se_b[j, :m]
+    if se_a is None:
+        se_a, se_b = standard_errors_from_provenance(bank)
+    return se_a, se_b
+
+
+def _summary_html(bank, result, rel, info, se_curve, theta, lat, summary, notes) -> str:
+    e = html.escape
+    rows = [("Bank", f"{e(bank.id)} — {e(bank.name)} (version {e(str(bank.version))})"),
+            ("Model", e(bank.model) + " (D = 1)"), ("Items", str(bank.n_items)),
+            ("Metric", f"T = {bank.t_mean:g} + {bank.t_sd:g}·θ; "
+                       + ("higher is worse" if bank.direction == "higher_is_worse" else "higher is better")),
+            ("Marginal reliability", _fmt(rel, 3)),
+            ("Peak test information", f"{_fmt(info.max(), 2)} at θ = {_fmt(theta[int(np.argmax(info))], 2)}"),
+            ("θ range with SE ≤ 0.3 (all items)",
+             (f"{_fmt(theta[se_curve <= 0.3].min(), 2)} to {_fmt(theta[se_curve <= 0.3].max(), 2)}"
+              if (se_curve <= 0.3).any() else "none")),
+            ("Content hash", f"<code>{e(bank.content_hash)}</code>")]
+    if result is not None:
+        rows += [("Persons", str(result.n_persons)),
+                 ("EM", f"{'converged' if result.converged else '<b class=bad>not converged</b>'} after "
+                        f"{result.n_iter} cycles; log-likelihood {_fmt(result.loglik, 2)}"),
+                 ("Latent distribution", f"N({_fmt(lat[0], 3)}, {_fmt(lat[1], 3)}²)")]
+    rows += [(e(k), e(str(v))) for k, v in summary]
+    out = "<table class=kv>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+    if bank.demo:
+        notes = [bank.disclaimer or "Demonstration bank: not clinically validated."] + list(notes)
+    return out + "".join(f"<p class=note>{e(n)}</p>" for n in notes)
+
+
+def _parameters_html(bank, se_a, se_b) -> str:
+    e = html.escape
+    kmax1 = bank.kmax - 1
+    prow = []
+    for i, it in enumerate(bank.items):
+        sa = se_a[i] if se_a is not None else None
+        cells = [e(it.id), e(it.model), _with_se(it.a, sa)]
+        for j in range(kmax1):
+            if j < len(it.thresholds):
+                cells.append(_with_se(it.thresholds[j], se_b[i, j] if se_b is not None else None))
+            else:
+                cells.append("")
+        cells.append(e(", ".join(str(v) for v in it.values)))
+        cells.append(e(it.stem if len(it.stem) <= 90 else it.stem[:87] + "…"))
+        prow.append(cells)
+    param_note = ("Standard errors in parentheses (cross-product of person scores, XPD)." if se_a is not None
+                  else "No standard errors recorded for this bank.")
+    return (f"<p>{param_note} GRM thresholds b<sub>k</sub>: θ where P(X ≥ k) = ½; GPCM: step parameters.</p>"
+            + _table(["item", "model", "a", *[f"b{j + 1}" for j in range(kmax1)], "values", "stem"], prow, "params"))
+
+
+def _fit_html(bank, fit) -> tuple[str, list[str]]:
+    """The item-fit section and the misfitting items (p < MISFIT_ALPHA)."""
+    e = html.escape
+    if fit is None:
+        return ("<p>No item fit: S-X² needs the response data (complete cases). "
+                "Run <code>cat-prom bank report BANK.json --responses RESPONSES.csv</code>.</p>"), []
+    misfit: list[str] = []
+    fidx = {iid: j for j, iid in enumerate(fit.ids)}
+    frow = []
+    for iid in bank.ids:
+        j = fidx.get(iid)
+        if j is None:
+            continue
+        p = float(fit.p_value[j])
+        bad = np.isfinite(p) and p < MISFIT_ALPHA
+        if bad:
+            misfit.append(iid)
+        frow.append([e(iid), _fmt(fit.s_x2[j], 2), str(int(fit.df[j])), _fmt(p, 4),
+                     "<b class=bad>misfit</b>" if bad else ""])
+    few = (f" <b class=bad>Only {fit.n_persons} complete cases: too few for a trustworthy test "
+           f"(aim for several hundred).</b>" if fit.n_persons < 200 else "")
+    return (f"<p>Orlando–Thissen S-X² (Kang–Chen polytomous form) on {fit.n_persons} complete cases.{few} "
+            f"{len(misfit)} of {len(frow)} items misfit at p &lt; {MISFIT_ALPHA:g}"
+            + (": " + e(", ".join(misfit)) if misfit else "") + ".</p>"
+            + _table(["item", "S-X²", "df", "p", ""], frow, "fit")), misfit
+
+
+def _calibration_html(Figure, result) -> str:
+    e = html.escape
+    if result is None:
+        return "<p>No calibration run attached (report made from the bank file).</p>"
+    calib = [f"<img src='{_history_plot(Figure, result.history)}' alt='EM history'>"]
+    if result.sparse_categories:
+        calib.append("<p>Sparse categories (fewer responses than the minimum count):</p>" + _table(
+            ["item", "category (0-based)", "responses"],
+            [[e(s.item_id), str(s.category), _fmt(s.count, 0)] for s in result.sparse_categories]))
+    else:
+        calib.append("<p>No sparse categories.</p>")
+    if result.collapsed:
+        calib.append("<p>Collapsed categories (original category → new category). "
+                     "Recode responses with these mappings before scoring with this bank.</p>" + _table(
+                         ["item", "mapping", "counts before", "counts after"],
+                         [[e(c.item_id), e(", ".join(f"{k}→{v}" for k, v in enumerate(c.mapping))),
+                           e(", ".join(_fmt(x, 0) for x in c.original_counts)),
+                           e(", ".join(_fmt(x, 0) for x in c.new_counts))] for c in result.collapsed]))
+    if result.issues:
+        calib.append("<p class=bad>Items with problems:</p><ul>"
+                     + "".join(f"<li>{e(i.message)}</li>" for i in result.issues) + "</ul>")
+    else:
+        calib.append("<p>Every item converged; no slope or threshold at a bound.</p>")
+    if result.fixed.any():
+        calib.append(f"<p>{int(result.fixed.sum())} anchor item(s) held at their parameters: "
+                     f"{e(', '.join(i for i, f in zip(result.ids, result.fixed) if f))}.</p>")
+    return "".join(calib)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}
+table.params td,table.fit td{font-variant-numeric:tabular-nums}.se{color:#777;font-size:.85em}
+.bad{color:#b00}.note{color:#a40}img{max-width:100%}img.wide{width:100%}pre{background:#f5f5f5;padding:.6em;overflow:auto}
+nav a{margin-right:1em}"""
+
+
 def write_calibration_report(bank, directory: str | os.PathLike, *, result: Any = None, fit: Any = None,
                              se_a: np.ndarray | None = None, se_b: np.ndarray | None = None,
                              summary: Sequence[tuple[str, str]] = (), notes: Sequence[str] = (),
@@ -222,151 +345,38 @@ def write_calibration_report(bank, directory: str | os.PathLike, *, result: Any 
     -------
     dict : ``{"report": path, "misfit": [item ids with p < MISFIT_ALPHA], "marginal_reliability": float}``
     """
-    from .calibration import marginal_reliability
-
     Figure = _matplotlib()
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     e = html.escape
-    theta = np.linspace(theta_range[0], theta_range[1], 161)
-
-    if se_a is None and se_b is None and result is not None and getattr(result, "se_a", None) is not None:
-        idx = {iid: j for j, iid in enumerate(result.ids)}
-        se_a = np.full(bank.n_items, np.nan)
-        se_b = np.full((bank.n_items, bank.kmax - 1), np.nan)
-        for i, iid in enumerate(bank.ids):
-            j = idx.get(iid)
-            if j is not None:
-                se_a[i] = result.se_a[j]
-                m = min(bank.kmax - 1, result.se_b.shape[1])
-                se_b[i, :m] = result.se_b[j, :m]
-    if se_a is None:
-        se_a, se_b = standard_errors_from_provenance(bank)
-
-    lat_mean = float(getattr(result, "latent_mean", 0.0)) if result is not None else 0.0
-    lat_sd = float(getattr(result, "latent_sd", 1.0)) if result is not None else 1.0
-    rel = marginal_reliability(bank, mean=lat_mean, sd=lat_sd)
+    theta = grid.nodes(theta_range[0], theta_range[1], 161)
+    se_a, se_b = _aligned_se(bank, result, se_a, se_b)
+    lat = ((float(getattr(result, "latent_mean", 0.0)), float(getattr(result, "latent_sd", 1.0)))
+           if result is not None else (0.0, 1.0))
+    rel = marginal_reliability(bank, mean=lat[0], sd=lat[1])
     test_png, info, se_curve = _test_information_plot(Figure, bank, theta)
     item_png = _item_information_plot(Figure, bank, theta)
-    crc_pngs = _category_curve_plots(Figure, bank, theta)
-
-    # -------- summary
-    rows = [("Bank", f"{e(bank.id)} — {e(bank.name)} (version {e(str(bank.version))})"),
-            ("Model", e(bank.model) + " (D = 1)"), ("Items", str(bank.n_items)),
-            ("Metric", f"T = {bank.t_mean:g} + {bank.t_sd:g}·θ; "
-                       + ("higher is worse" if bank.direction == "higher_is_worse" else "higher is better")),
-            ("Marginal reliability", _fmt(rel, 3)),
-            ("Peak test information", f"{_fmt(info.max(), 2)} at θ = {_fmt(theta[int(np.argmax(info))], 2)}"),
-            ("θ range with SE ≤ 0.3 (all items)",
-             (f"{_fmt(theta[se_curve <= 0.3].min(), 2)} to {_fmt(theta[se_curve <= 0.3].max(), 2)}"
-              if (se_curve <= 0.3).any() else "none")),
-            ("Content hash", f"<code>{e(bank.content_hash)}</code>")]
-    if result is not None:
-        rows += [("Persons", str(result.n_persons)),
-                 ("EM", f"{'converged' if result.converged else '<b class=bad>not converged</b>'} after "
-                        f"{result.n_iter} cycles; log-likelihood {_fmt(result.loglik, 2)}"),
-                 ("Latent distribution", f"N({_fmt(lat_mean, 3)}, {_fmt(lat_sd, 3)}²)")]
-    rows += [(e(k), e(str(v))) for k, v in summary]
-    summary_html = "<table class=kv>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
-    if bank.demo:
-        notes = [bank.disclaimer or "Demonstration bank: not clinically validated."] + list(notes)
-    notes_html = "".join(f"<p class=note>{e(n)}</p>" for n in notes)
-
-    # -------- parameters
-    kmax1 = bank.kmax - 1
-    prow = []
-    for i, it in enumerate(bank.items):
-        sa = se_a[i] if se_a is not None else None
-        cells = [e(it.id), e(it.model), _with_se(it.a, sa)]
-        for j in range(kmax1):
-            if j < len(it.thresholds):
-                cells.append(_with_se(it.thresholds[j], se_b[i, j] if se_b is not None else None))
-            else:
-                cells.append("")
-        cells.append(e(", ".join(str(v) for v in it.values)))
-        cells.append(e(it.stem if len(it.stem) <= 90 else it.stem[:87] + "…"))
-        prow.append(cells)
-    param_note = ("Standard errors in parentheses (cross-product of person scores, XPD)." if se_a is not None
-                  else "No standard errors recorded for this bank.")
-    params_html = (f"<p>{param_note} GRM thresholds b<sub>k</sub>: θ where P(X ≥ k) = ½; GPCM: step parameters.</p>"
-                   + _table(["item", "model", "a", *[f"b{j + 1}" for j in range(kmax1)], "values", "stem"], prow,
-                            "params"))
-
-    # -------- fit
-    misfit: list[str] = []
-    if fit is not None:
-        fidx = {iid: j for j, iid in enumerate(fit.ids)}
-        frow = []
-        for iid in bank.ids:
-            j = fidx.get(iid)
-            if j is None:
-                continue
-            p = float(fit.p_value[j])
-            bad = np.isfinite(p) and p < MISFIT_ALPHA
-            if bad:
-                misfit.append(iid)
-            frow.append([e(iid), _fmt(fit.s_x2[j], 2), str(int(fit.df[j])), _fmt(p, 4),
-                         "<b class=bad>misfit</b>" if bad else ""])
-        few = (f" <b class=bad>Only {fit.n_persons} complete cases: too few for a trustworthy test "
-               f"(aim for several hundred).</b>" if fit.n_persons < 200 else "")
-        fit_html = (f"<p>Orlando–Thissen S-X² (Kang–Chen polytomous form) on {fit.n_persons} complete cases.{few} "
-                    f"{len(misfit)} of {len(frow)} items misfit at p &lt; {MISFIT_ALPHA:g}"
-                    + (": " + e(", ".join(misfit)) if misfit else "") + ".</p>"
-                    + _table(["item", "S-X²", "df", "p", ""], frow, "fit"))
-    else:
-        fit_html = ("<p>No item fit: S-X² needs the response data (complete cases). "
-                    "Run <code>cat-prom bank report BANK.json --responses RESPONSES.csv</code>.</p>")
-
-    # -------- calibration details
-    calib = []
-    if result is not None:
-        calib.append(f"<img src='{_history_plot(Figure, result.history)}' alt='EM history'>")
-        if result.sparse_categories:
-            calib.append("<p>Sparse categories (fewer responses than the minimum count):</p>" + _table(
-                ["item", "category (0-based)", "responses"],
-                [[e(s.item_id), str(s.category), _fmt(s.count, 0)] for s in result.sparse_categories]))
-        else:
-            calib.append("<p>No sparse categories.</p>")
-        if result.collapsed:
-            calib.append("<p>Collapsed categories (original category → new category). "
-                         "Recode responses with these mappings before scoring with this bank.</p>" + _table(
-                ["item", "mapping", "counts before", "counts after"],
-                [[e(c.item_id), e(", ".join(f"{k}→{v}" for k, v in enumerate(c.mapping))),
-                  e(", ".join(_fmt(x, 0) for x in c.original_counts)),
-                  e(", ".join(_fmt(x, 0) for x in c.new_counts))] for c in result.collapsed]))
-        if result.issues:
-            calib.append("<p class=bad>Items with problems:</p><ul>"
-                         + "".join(f"<li>{e(i.message)}</li>" for i in result.issues) + "</ul>")
-        else:
-            calib.append("<p>Every item converged; no slope or threshold at a bound.</p>")
-        if result.fixed.any():
-            calib.append(f"<p>{int(result.fixed.sum())} anchor item(s) held at their parameters: "
-                         f"{e(', '.join(i for i, f in zip(result.ids, result.fixed) if f))}.</p>")
-    else:
-        calib.append("<p>No calibration run attached (report made from the bank file).</p>")
-
+    crc_html = "".join(f"<img src='{p}' alt='category response curves' class=wide>"
+                       for p in _category_curve_plots(Figure, bank, theta))
+    fit_html, misfit = _fit_html(bank, fit)
     prov = e(json.dumps(bank.provenance, indent=1, ensure_ascii=False, default=str))
-    crc_html = "".join(f"<img src='{p}' alt='category response curves' class=wide>" for p in crc_pngs)
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Calibration report: {e(bank.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:.8em 0;font-size:.9em}}td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}
-table.params td,table.fit td{{font-variant-numeric:tabular-nums}}.se{{color:#777;font-size:.85em}}
-.bad{{color:#b00}}.note{{color:#a40}}img{{max-width:100%}}img.wide{{width:100%}}pre{{background:#f5f5f5;padding:.6em;overflow:auto}}
-nav a{{margin-right:1em}}</style></head><body>
+<style>{_STYLE}</style></head><body>
 <h1>Calibration report: {e(bank.name)}</h1>
 <nav><a href="#summary">summary</a><a href="#test-information">test information</a><a href="#parameters">parameters</a>
 <a href="#item-fit">item fit</a><a href="#item-information">item information</a><a href="#category-curves">category curves</a>
 <a href="#calibration">calibration</a><a href="#provenance">provenance</a></nav>
-<h2 id="summary">Summary</h2>{summary_html}{notes_html}
+<h2 id="summary">Summary</h2>{_summary_html(bank, result, rel, info, se_curve, theta, lat, summary, notes)}
 <h2 id="test-information">Test information</h2>
-<p>Marginal reliability {_fmt(rel, 3)} (Green et al., 1984: σ²/(σ² + E[1/I(θ)]) under the latent N({_fmt(lat_mean, 2)}, {_fmt(lat_sd, 2)}²)).</p>
+<p>Marginal reliability {_fmt(rel, 3)} (Green et al., 1984: σ²/(σ² + E[1/I(θ)]) under the latent
+N({_fmt(lat[0], 2)}, {_fmt(lat[1], 2)}²)).</p>
 <img src='{test_png}' alt='test information'>
-<h2 id="parameters">Item parameters</h2>{params_html}
+<h2 id="parameters">Item parameters</h2>{_parameters_html(bank, se_a, se_b)}
 <h2 id="item-fit">Item fit</h2>{fit_html}
 <h2 id="item-information">Item information</h2><img src='{item_png}' alt='item information'>
 <h2 id="category-curves">Category response curves</h2>{crc_html}
-<h2 id="calibration">Calibration</h2>{''.join(calib)}
+<h2 id="calibration">Calibration</h2>{_calibration_html(Figure, result)}
 <h2 id="provenance">Provenance</h2><pre>{prov}</pre>
 <p class=se>Written by cat-prom {e(_version())}.</p>
 </body></html>
@@ -378,5 +388,5 @@ nav a{{margin-right:1em}}</style></head><body>
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
     return __version__

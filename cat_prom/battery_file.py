@@ -1,0 +1,192 @@
+"""Battery files: several banks given in one sitting, each with its own design overrides.
+
+A battery file is a JSON object (documented in ``docs/bank-format.md``, "Battery files")::
+
+    {"id": "pain-core", "name": "Pain core battery", "description": "...",
+     "banks": ["pain-intensity", "pain-interference", "nausea"],
+     "designs": {"nausea": {"screen_stop": true, "max_items": 3}}}
+
+:func:`load_battery` reads and validates one into a frozen :class:`BatteryDef`, the one
+loader used by the service (``api/registry.py``) and the scripts
+(``item_banks/simulate_battery.py``). Every problem raises
+:class:`~cat_prom.errors.InvalidBatteryError` naming the file and the field
+(``pain-core.json: designs['nausea']: design key 'max_items' must be ...``).
+
+Each key has one validator in :data:`FIELDS`, run in that order with the fields
+validated so far (``designs`` checks its keys against ``banks``); adding a key
+(for example a correlation matrix between the banks' latent traits) is adding a
+validator there and a field to :class:`BatteryDef`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Collection, Mapping
+
+from .errors import CatPromError, InvalidBatteryError
+
+__all__ = ["BatteryDef", "load_battery", "battery_from_dict", "FIELDS", "ID_PATTERN"]
+
+#: Battery ids: letters, digits, '.', '_' and '-', starting with a letter or digit (as bank ids in the API).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True, eq=False)
+class BatteryDef:
+    """A validated battery definition.
+
+    Attributes
+    ----------
+    id, name, description : str
+    banks : tuple of str
+        Bank ids, in the order a sitting gives them.
+    designs : mapping bank id -> mapping
+        Design overrides per bank (read-only; each validated with :meth:`Design.from_dict`).
+    source : str or None
+        The file it was read from.
+    """
+
+    id: str
+    name: str
+    banks: tuple
+    designs: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    description: str = ""
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        """What the service lists about a battery: id, name, banks and description."""
+        return {"id": self.id, "name": self.name, "banks": list(self.banks), "description": self.description}
+
+    def design(self, bank_id: str) -> dict:
+        """The design overrides of one bank (a fresh dict; empty when the battery sets none)."""
+        return dict(self.designs.get(bank_id) or {})
+
+    def entries(self, banks: Mapping[str, Any]) -> list[tuple[Any, dict | None]]:
+        """``(bank, design overrides)`` for :class:`~cat_prom.session.Battery`, from loaded banks by id."""
+        missing = [b for b in self.banks if b not in banks]
+        if missing:
+            raise InvalidBatteryError(f"battery {self.id!r}: bank {missing[0]!r} is not loaded", field="banks",
+                                      battery_id=self.id)
+        return [(banks[b], self.design(b) or None) for b in self.banks]
+
+
+def _bad(message: str, name: str) -> InvalidBatteryError:
+    return InvalidBatteryError(f"{name}: {message}", field=name)
+
+
+def _check_id(value, checked, known_banks) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise _bad(f"must be a string of letters, digits, '.', '_' or '-' (at most 100, starting with a letter or "
+                   f"digit), got {value!r}", "id")
+    return value
+
+
+def _check_text(name: str):
+    def check(value, checked, known_banks) -> str:
+        if not isinstance(value, str):
+            raise _bad(f"must be a string, got {type(value).__name__}", name)
+        return value
+    return check
+
+
+def _check_banks(value, checked, known_banks) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise _bad("must be a non-empty list of bank ids", "banks")
+    for i, b in enumerate(value):
+        if not isinstance(b, str) or not b:
+            raise _bad(f"must be bank ids (strings); got {b!r}", f"banks[{i}]")
+        if b in value[:i]:
+            raise _bad(f"bank {b!r} is listed twice", f"banks[{i}]")
+        if known_banks is not None and b not in known_banks:
+            raise _bad(f"bank {b!r} is not loaded; loaded banks: {', '.join(sorted(known_banks)) or '(none)'}",
+                       f"banks[{i}]")
+    return tuple(value)
+
+
+def _check_designs(value, checked, known_banks) -> Mapping:
+    from .design import Design
+    if not isinstance(value, dict):
+        raise _bad("must be an object mapping bank ids to design overrides", "designs")
+    out = {}
+    for b, d in value.items():
+        where = f"designs[{b!r}]"
+        if b not in checked["banks"]:
+            raise _bad(f"bank {b!r} is not in the battery's banks ({', '.join(checked['banks'])})", where)
+        if not isinstance(d, dict):
+            raise _bad(f"must be an object of design keys, got {type(d).__name__}", where)
+        try:
+            Design.from_dict(d)
+        except CatPromError as e:
+            raise _bad(e.message, where) from None
+        out[b] = MappingProxyType(dict(d))
+    return MappingProxyType(out)
+
+
+#: Validator of each key, in the order they run: ``(value, fields checked so far, loaded bank ids) -> value``.
+FIELDS: dict[str, Callable[[Any, dict, Collection[str] | None], Any]] = {
+    "id": _check_id,
+    "name": _check_text("name"),
+    "description": _check_text("description"),
+    "banks": _check_banks,
+    "designs": _check_designs,
+}
+REQUIRED = ("id", "banks")
+
+
+def battery_from_dict(doc: Any, *, banks: Collection[str] | None = None, source: str | None = None) -> BatteryDef:
+    """Validate a battery document.
+
+    Parameters
+    ----------
+    doc : the parsed JSON
+    banks : collection of str, optional
+        Ids of the loaded banks; every bank of the battery must be one of them (not checked when None).
+    source : str, optional
+        File name for messages.
+
+    Raises
+    ------
+    InvalidBatteryError
+        naming the file and the field, for an unknown or missing key or a bad value.
+    """
+    try:
+        if not isinstance(doc, dict):
+            raise _bad(f"a battery must be a JSON object, got {type(doc).__name__}", "battery")
+        unknown = sorted(set(doc) - set(FIELDS))
+        if unknown:
+            raise _bad(f"unknown key; a battery has the keys {', '.join(FIELDS)}", unknown[0])
+        for name in REQUIRED:
+            if name not in doc:
+                raise _bad("is required", name)
+        checked: dict = {}
+        for name, check in FIELDS.items():
+            if name in doc:
+                checked[name] = check(doc[name], checked, banks)
+    except InvalidBatteryError as e:
+        if source:
+            e.message = f"{source}: {e.message}"
+            e.args = (e.message,)
+        raise
+    return BatteryDef(id=checked["id"], name=checked.get("name") or checked["id"], banks=checked["banks"],
+                      designs=checked.get("designs", MappingProxyType({})),
+                      description=checked.get("description", ""), source=source)
+
+
+def load_battery(path: str | os.PathLike, *, banks: Collection[str] | None = None) -> BatteryDef:
+    """Read and validate a battery file (see :func:`battery_from_dict`)."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except OSError as e:
+        raise InvalidBatteryError(f"{name}: cannot read the file: {e.strerror}", field="battery") from None
+    except json.JSONDecodeError as e:
+        raise InvalidBatteryError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
+                                  field="battery") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise InvalidBatteryError(f"{name}: not a UTF-8 JSON document", field="battery") from None
+    return battery_from_dict(doc, banks=banks, source=name)
