@@ -43,7 +43,7 @@ import numpy as np
 
 from . import irt
 from .bank import GridTables, ItemBank
-from .errors import InvalidDesignError
+from .errors import InvalidDataError, InvalidDesignError
 
 __all__ = ["CRITERIA", "criterion", "mfi", "mpwi", "kl", "mepv", "scores", "mfi_argmax", "ContentBalance",
            "choose", "Selector", "EXPOSURE_METHODS"]
@@ -119,22 +119,26 @@ def scores(name: str, tables: GridTables, theta: np.ndarray, W: np.ndarray | Non
 def _one_or_many(name: str, tables: GridTables, theta_hat, posterior) -> np.ndarray:
     """Check and broadcast the arguments of the public criteria; (N,) for one person, (S, N) for many."""
     th = np.asarray(theta_hat, dtype=float)
-    if th.ndim > 1 or not np.all(np.isfinite(th)):
-        raise InvalidDesignError(f"{name}: theta_hat must be a finite number or a 1-D array, got shape {th.shape}",
-                                 field="theta_hat")
+    if th.ndim > 1:
+        raise InvalidDataError(f"{name}: theta_hat must be a number or a 1-D array, got shape {th.shape}",
+                               field="theta_hat")
+    if not np.all(np.isfinite(th)):
+        raise InvalidDataError(f"{name}: theta_hat must be finite, got {th[~np.isfinite(th)].flat[0]}",
+                               field="theta_hat")
     single = th.ndim == 0
     th = th.reshape(-1)
     W = None
     if name != "mfi":
         if posterior is None:
-            raise InvalidDesignError(f"{name}: needs the posterior weights on the grid", field="posterior")
+            raise InvalidDataError(f"{name}: needs the posterior weights on the tables' grid (posterior=...)",
+                                   field="posterior")
         W = np.asarray(posterior, dtype=float)
         Q = tables.theta.shape[0]
         if W.ndim == 1:
             W = W[None, :]
         if W.ndim != 2 or W.shape[1] != Q or W.shape[0] not in (1, th.shape[0]):
-            raise InvalidDesignError(f"{name}: posterior must have shape ({Q},) or ({th.shape[0]}, {Q}) on the "
-                                     f"tables' grid, got {np.shape(posterior)}", field="posterior")
+            raise InvalidDataError(f"{name}: posterior must have shape ({Q},) or ({th.shape[0]}, {Q}) on the "
+                                   f"tables' grid, got {np.shape(posterior)}", field="posterior")
         if W.shape[0] != th.shape[0]:
             W = np.broadcast_to(W, (th.shape[0], Q))
     out = _KERNELS[name](tables, th, W)
@@ -248,21 +252,30 @@ def _nth_eligible(eligible: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def _randomesque(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
+    # Each row draws r = integers(min(k, n)) for its n eligible items and takes the r-th of its k best
+    # as np.argpartition orders them over the row's eligible items alone — what one session does.
+    S, N = eligible.shape
     n_e = eligible.sum(axis=1)
-    kk = np.minimum(k, n_e)
-    r = rng.integers(0, kk)  # position in the row's list of its k best items
-    out = _nth_eligible(eligible, r)  # rows with at most k eligible items: the list is all of them, in bank order
-    big = n_e > kk
-    # the k best as np.argpartition orders them over the row's eligible items alone (as one session
-    # draws them), rows grouped by their number of eligible items
-    for g in np.unique(n_e[big]):
-        rows = np.flatnonzero(big & (n_e == g))
-        e = eligible[rows]
-        cols = np.nonzero(e)[1].reshape(rows.size, g)
-        sc = s[rows][e].reshape(rows.size, g)
-        top = np.argpartition(-sc, k - 1, axis=1)[:, :k]
-        ar = np.arange(rows.size)
-        out[rows] = cols[ar, top[ar, r[rows]]]
+    g = int(n_e[0])
+    out = np.empty(S, dtype=np.intp)
+    if g > k and (n_e == g).all():  # the usual case: every row has the same number, more than k
+        r = rng.integers(0, k, size=S)  # the same values as one integers(k) per row, in row order
+        groups = ((g, None),)
+    else:
+        r = rng.integers(0, np.minimum(k, n_e))
+        small = n_e <= k  # at most k eligible items: the list is all of them, in bank order
+        out[small] = _nth_eligible(eligible[small], r[small])
+        groups = [(int(n), np.flatnonzero(n_e == n)) for n in np.unique(n_e[~small])]
+    for g, rows in groups:
+        e, sc, rr = (eligible, s, r) if rows is None else (eligible[rows], s[rows], r[rows])
+        R = e.shape[0]
+        flat = np.flatnonzero(e).reshape(R, g)  # row-major positions of the eligible items
+        top = np.argpartition(-np.take(sc, flat), k - 1, axis=1)[:, :k]
+        ar = np.arange(R)
+        picked = flat[ar, top[ar, rr]] % N
+        if rows is None:
+            return picked
+        out[rows] = picked
     return out
 
 
@@ -272,23 +285,26 @@ def _sympson_hetter(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generato
     out = np.empty(S, dtype=np.intp)
     came_up = np.zeros(eligible.shape, dtype=bool) if track else None
     cand = np.where(eligible, s, -np.inf)
+    left = eligible.sum(axis=1)  # eligible items not drawn for yet
     rows = np.arange(S)
     # round m draws for the m-th ranked item of every row still walking (one uniform each, rows in order)
-    while rows.size:
-        ar = np.arange(rows.size)
+    while True:
         j = np.argmax(cand, axis=1)  # the best item not drawn for yet (ties: the lower index, as a stable sort)
-        cand[ar, j] = -np.inf
         if came_up is not None:
             came_up[rows, j] = True
-        accepted = rng.random(rows.size) <= exposure_k[j]
+        accepted = rng.random(rows.shape[0]) <= exposure_k[j]
+        left -= 1
         passed = ~accepted
-        if withdrawn is not None:
+        if withdrawn is not None and passed.any():
             withdrawn[rows[passed], j[passed]] = True
         # a row that passed over its last eligible item is given that item all the same
-        done = accepted | (passed & (cand.max(axis=1) == -np.inf))
+        done = accepted | (left == 0)
         out[rows[done]] = j[done]
-        rows, cand = rows[~done], cand[~done]
-    return out, came_up
+        if done.all():
+            return out, came_up
+        keep = ~done
+        rows, cand, left, j = rows[keep], cand[keep], left[keep], j[keep]
+        cand[np.arange(rows.shape[0]), j] = -np.inf
 
 
 def choose(s: np.ndarray | None, eligible: np.ndarray, rng: np.random.Generator, *, method: str = "none",
@@ -402,7 +418,7 @@ class Selector:
             if self.plain and not track:
                 return np.argmax(s + pen, axis=1), None
         eligible = pen == 0
-        if self.method == "sympson_hetter" and withdrawn is not None:
+        if self.method == "sympson_hetter" and withdrawn is not None and withdrawn.any():
             # items passed over are withdrawn for the sitting, unless every remaining item has been
             # passed over: then they are offered again rather than ending with a false bank_exhausted
             kept = eligible & ~withdrawn

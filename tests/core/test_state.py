@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cat_prom import CatSession, Design, ItemBank, grid, selection
-from cat_prom.errors import InvalidDesignError
+from cat_prom.errors import InvalidDataError, InvalidDesignError
 from cat_prom.state import BANK_EXHAUSTED, CatState
 from cat_prom.stopping import CONTINUE, REASONS, RULES, Row, StopRules, check, code_of
 
@@ -179,8 +179,13 @@ def test_unknown_exposure_method_is_a_domain_error():
         selection.choose(np.zeros((1, 3)), np.ones((1, 3), dtype=bool), np.random.default_rng(0), method="lottery")
     with pytest.raises(InvalidDesignError, match="criterion"):
         selection.criterion("fisher", BANK.grid(Design().grid_theta()), 0.0)
-    with pytest.raises(InvalidDesignError, match="posterior"):
-        selection.mpwi(BANK.grid(Design().grid_theta()), 0.0, np.ones(7))
+    tables = BANK.grid(Design().grid_theta())
+    with pytest.raises(InvalidDataError, match=r"posterior must have shape \(81,\)"):
+        selection.mpwi(tables, 0.0, np.ones(7))
+    with pytest.raises(InvalidDataError, match="needs the posterior"):
+        selection.kl(tables, 0.0, None)
+    with pytest.raises(InvalidDataError, match="theta_hat"):
+        selection.mfi(tables, np.nan)
 
 
 # ----------------------------------------------------------------------------- the state of S CATs
