@@ -91,6 +91,7 @@ class GridTables:
         n_fine = int(round((hi - lo) / 0.01)) + 1
         self.fine_theta = np.linspace(lo, hi, n_fine)
         self.fine_step = (hi - lo) / (n_fine - 1)
+        self.fine_lo = lo  # fine_theta[0] as a Python float (info_at for one θ)
         self.fine_info = np.ascontiguousarray(irt.information(self.fine_theta, params))
         self.theta_sq = theta * theta
         # log P with padded categories at a large negative finite value, for KL sums
@@ -138,7 +139,7 @@ class GridTables:
         f = self.fine_info
         n = f.shape[0]
         if not isinstance(theta, np.ndarray) or theta.ndim == 0:
-            x = (theta - self.fine_theta[0]) / self.fine_step
+            x = (theta - self.fine_lo) / self.fine_step
             if x <= 0:
                 return f[0]
             if x >= n - 1:
@@ -146,7 +147,7 @@ class GridTables:
             j = int(x)
             w = x - j
             return f[j] * (1.0 - w) + f[j + 1] * w
-        x = (np.asarray(theta, dtype=float) - self.fine_theta[0]) / self.fine_step
+        x = (np.asarray(theta, dtype=float) - self.fine_lo) / self.fine_step
         j = np.minimum(np.maximum(np.floor(x), 0.0), n - 2).astype(np.intp)
         w = np.minimum(np.maximum(x - j, 0.0), 1.0)[:, None]
         out = f[j]

@@ -100,9 +100,9 @@ def quadrature(n_points: int = 61, bound: float = 6.0, mean: float = 0.0,
 
 
 def moment_matrix(theta: np.ndarray, theta_sq: np.ndarray | None = None) -> np.ndarray:
-    """``[1, θ, θ²]`` on the nodes, shape (Q, 3): ``W @ moment_matrix`` gives each row's total, Σwθ and Σwθ²."""
+    """Rows ``1``, ``θ`` and ``θ²`` on the nodes, shape (3, Q): ``W @ M.T`` gives each row's total, Σwθ and Σwθ²."""
     theta = np.asarray(theta, dtype=float)
-    M = np.column_stack([np.ones_like(theta), theta, theta * theta if theta_sq is None else theta_sq])
+    M = np.stack([np.ones_like(theta), theta, theta * theta if theta_sq is None else theta_sq])
     M.flags.writeable = False
     return M
 
@@ -121,7 +121,7 @@ def eap(log_post: np.ndarray, theta: np.ndarray, theta_sq: np.ndarray | None = N
         ``theta ** 2`` when the caller has it.
     out : ndarray, shape (S, Q), optional
         Where to write the weights (may be ``log_post`` itself).
-    moments : ndarray, shape (Q, 3), optional
+    moments : ndarray, shape (3, Q), optional
         :func:`moment_matrix` of ``theta``, for callers that call often (a CAT session).
 
     Returns
@@ -135,7 +135,7 @@ def eap(log_post: np.ndarray, theta: np.ndarray, theta_sq: np.ndarray | None = N
 
     Notes
     -----
-    With :math:`e_{sq} = \exp(\ell_{sq} - \max_r \ell_{sr})`, one product ``e @ [1, θ, θ²]``
+    With :math:`e_{sq} = \exp(\ell_{sq} - \max_r \ell_{sr})`, one product ``e @ [1, θ, θ²]ᵀ``
     gives :math:`z_s = \sum_q e_{sq}`, :math:`\sum_q e_{sq}\theta_q` and
     :math:`\sum_q e_{sq}\theta_q^2`; then :math:`W = e / z`, :math:`\hat\theta = \sum e\theta / z`
     and :math:`\mathrm{SD}^2 = \sum e\theta^2 / z - \hat\theta^2`. A large batch is processed
@@ -165,21 +165,18 @@ def eap(log_post: np.ndarray, theta: np.ndarray, theta_sq: np.ndarray | None = N
 def _weights_and_moments(lp: np.ndarray, M: np.ndarray, out: np.ndarray | None = None):
     """Normalised weights of a row (Q,) or a block of rows (R, Q) of log posteriors, their means and variances.
 
-    A row's mean and variance are Python numbers. The weights of a block go to ``out``
-    (computed in place, they stay in cache); a row's to a new array.
+    A row's weights are a new vector and its mean and variance Python numbers; a block's weights
+    are computed in place in ``out`` (so that they stay in cache).
     """
-    if out is None:
-        w = np.exp(lp - lp.max(axis=-1, keepdims=True))
-    else:
-        w = np.subtract(lp, lp.max(axis=-1, keepdims=True), out=out)
-        np.exp(w, out=w)
-    if w.ndim == 1:
-        r = w @ M
-        z, s1, s2 = r.item(0), r.item(1), r.item(2)
+    if lp.ndim == 1:
+        w = np.exp(lp - lp.max())
+        z, s1, s2 = np.dot(M, w).tolist()
         w *= 1.0 / z
         m = s1 / z
         return w, m, s2 / z - m * m
-    r = w @ M
+    w = np.subtract(lp, lp.max(axis=1, keepdims=True), out=out)
+    np.exp(w, out=w)
+    r = w @ M.T
     z = r[:, 0]
     w /= z[:, None]
     m = r[:, 1] / z

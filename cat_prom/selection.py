@@ -193,14 +193,16 @@ def mfi_argmax(tables: GridTables, theta: np.ndarray, pen: np.ndarray) -> np.nda
     eligible item. Row-blocked so that a large batch stays in cache.
     """
     S = theta.shape[0]
+    if S == 1:  # one session: the table's one-θ form
+        return (tables.info_at(theta.item(0))[None, :] + pen).argmax(axis=1)
     if S <= _ROWS:
-        return np.argmax(_mfi(tables, theta) + pen, axis=1)
+        return (tables.info_at(theta) + pen).argmax(axis=1)
     out = np.empty(S, dtype=np.intp)
     for s in range(0, S, _ROWS):
         e = min(S, s + _ROWS)
         a = tables.info_at(theta[s:e])  # a new array: added to in place
         a += pen[s:e]
-        out[s:e] = np.argmax(a, axis=1)
+        out[s:e] = a.argmax(axis=1)
     return out
 
 
@@ -248,7 +250,7 @@ class ContentBalance:
 # =====================================================================================
 def _nth_eligible(eligible: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Index of the ``r``-th (0-based) eligible item of each row, in bank order."""
-    return np.argmax(np.cumsum(eligible, axis=1) > r[:, None], axis=1)
+    return (eligible.cumsum(axis=1) > r[:, None]).argmax(axis=1)
 
 
 def _randomesque(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -289,7 +291,7 @@ def _sympson_hetter(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generato
     rows = np.arange(S)
     # round m draws for the m-th ranked item of every row still walking (one uniform each, rows in order)
     while True:
-        j = np.argmax(cand, axis=1)  # the best item not drawn for yet (ties: the lower index, as a stable sort)
+        j = cand.argmax(axis=1)  # the best item not drawn for yet (ties: the lower index, as a stable sort)
         if came_up is not None:
             came_up[rows, j] = True
         accepted = rng.random(rows.shape[0]) <= exposure_k[j]
@@ -337,7 +339,7 @@ def choose(s: np.ndarray | None, eligible: np.ndarray, rng: np.random.Generator,
     if method == "sympson_hetter":
         return _sympson_hetter(s, eligible, rng, exposure_k, withdrawn, track)
     if method == "none":
-        items = np.argmax(np.where(eligible, s, -np.inf), axis=1)
+        items = np.where(eligible, s, -np.inf).argmax(axis=1)
     elif method == "random":
         items = _nth_eligible(eligible, rng.integers(0, eligible.sum(axis=1)))
     elif method == "randomesque":
@@ -375,7 +377,7 @@ class Selector:
         #: no exposure control and no content rules: the best eligible item, one add and an argmax
         self.plain = self.method == "none" and self.content is None
 
-    def next_items(self, theta: np.ndarray, W: np.ndarray, pen: np.ndarray, rng: np.random.Generator, *,
+    def next_items(self, theta: np.ndarray, W: np.ndarray, pen: np.ndarray, rng: np.random.Generator,
                    first: bool = False, withdrawn: np.ndarray | None = None, counts: np.ndarray | None = None,
                    n_given: int = 0, track: bool = False):
         """One selection step: the next item of each of S rows.
@@ -416,7 +418,7 @@ class Selector:
         else:
             s = _KERNELS[crit](self.tables, theta, W)
             if self.plain and not track:
-                return np.argmax(s + pen, axis=1), None
+                return (s + pen).argmax(axis=1), None
         eligible = pen == 0
         if self.method == "sympson_hetter" and withdrawn is not None and withdrawn.any():
             # items passed over are withdrawn for the sitting, unless every remaining item has been

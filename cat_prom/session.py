@@ -105,10 +105,11 @@ class CatSession:
             self._current = state.current.item(0)
 
     # ----------------------------------------------------------- internals
-    def _read_estimate(self) -> None:
+    def _read_estimate(self, x=None) -> None:
         state = self._state
-        self.theta = state.theta.item(0)
-        self.se = state.se.item(0)
+        if x is None:
+            x = state.row(0)
+        self.theta, self.se = x.theta, x.se
         self.flag = "" if state.flags is None else state.flags[0]
 
     def _finish(self, code: int) -> None:
@@ -135,7 +136,9 @@ class CatSession:
 
     def _after(self) -> Step:
         state = self._state
-        code = state.stop_code(0)
+        x = state.row(0)  # what the stop rules read, as numbers
+        self._read_estimate(x)
+        code = state.rules.first(x)
         if code:
             self._finish(code)
         else:
@@ -177,7 +180,6 @@ class CatSession:
         j = self._guard(item_id)
         k = self.bank.category(j, value)  # raises ValueOutOfRangeError
         self._state.answer(j, k)
-        self._read_estimate()
         self._status[j] = "answered"
         self.log.append({"item_id": item_id, "value": value})
         return self._after()

@@ -231,8 +231,7 @@ class CatState:
 
         Returns :attr:`current`, the items chosen (S,).
         """
-        self._select(rng, self.theta, first=False)
-        return self.current
+        return self._select(rng, self.theta, first=False)
 
     def compact(self, keep: np.ndarray) -> None:
         """Keep only the rows where ``keep`` (bool (S,)) is true."""
@@ -255,12 +254,14 @@ class CatState:
         self._nan = np.full(S, np.nan)  # shared fillers: se_prev when there is none, first_healthy after a decline
         self._false = np.zeros(S, dtype=bool)
 
-    def _select(self, rng: np.random.Generator, theta: np.ndarray, first: bool) -> None:
-        items, came_up = self.selector.next_items(theta, self.W, self.pen, rng, first=first,
-                                                  withdrawn=self.withdrawn, counts=self.counts,
-                                                  n_given=self.n_asked, track=self.selected is not None)
+    def _select(self, rng: np.random.Generator, theta: np.ndarray, first: bool) -> np.ndarray:
+        track = self.selected is not None
+        items, came_up = self.selector.next_items(theta, self.W, self.pen, rng, first, self.withdrawn, self.counts,
+                                                  self.n_asked, track)
         self.current = items
-        self._count(items, came_up)
+        if track:
+            self._count(items, came_up)
+        return items
 
     def _count(self, items: np.ndarray, came_up: np.ndarray | None) -> None:
         if self.selected is not None:

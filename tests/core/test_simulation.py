@@ -361,8 +361,9 @@ def test_benchmark_script_runs(tmp_path):
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
     out = tmp_path / "sim.md"
     proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "simulation.py"), "--n", "300",
-                           "--repeat", "1", "--no-peers", "--out", str(out)],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+                           "--repeat", "1", "--no-peers", "--variants", "--out", str(out)],
+                          cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| cat-prom `simulate` | GRM, 5 categories | 300 |" in proc.stdout
     assert out.read_text(encoding="utf-8") in proc.stdout
+    assert "| `selection: kl` — the model evaluated at every θ̂ | 300 |" in proc.stdout
