@@ -91,12 +91,13 @@ def _kl(tables: GridTables, theta: np.ndarray, W: np.ndarray) -> np.ndarray:
 def _mepv(tables: GridTables, theta: np.ndarray, W: np.ndarray) -> np.ndarray:
     N, K = tables.valid.shape
     pf = tables.p_flat
+    M = np.stack([np.ones_like(tables.theta), tables.theta, tables.theta_sq])  # (3, Q): 1, θ, θ²
     out = np.empty((W.shape[0], N))
-    for sl in _chunks(W.shape[0], N * K):
+    for sl in _chunks(W.shape[0], 3 * N * K):
         w = W[sl]
-        m0 = w @ pf  # P(X_i = k | x)
-        m1 = (w * tables.theta) @ pf
-        m2 = (w * tables.theta_sq) @ pf
+        # (s, 3, N·K): P(X_i = k | x) and the first two moments of θ with X_i = k, unnormalised
+        m = ((w[:, None, :] * M).reshape(-1, M.shape[1]) @ pf).reshape(w.shape[0], 3, -1)
+        m0, m1, m2 = m[:, 0], m[:, 1], m[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             epv = np.where(m0 > 1e-300, m2 - m1 * m1 / np.where(m0 > 1e-300, m0, 1.0), 0.0)
         out[sl] = -epv.reshape(w.shape[0], N, -1).sum(axis=2)
@@ -233,21 +234,36 @@ class ContentBalance:
         items given. A row whose neediest tag has no eligible item tries the next tag; a row
         with none keeps every eligible item.
         """
-        deficit = self.targets[None, :] - counts / max(n_given, 1)
-        order = np.argsort(-deficit, axis=1, kind="stable")
+        order = (counts / max(n_given, 1) - self.targets).argsort(axis=1, kind="stable")  # by -deficit, exactly
         out = eligible.copy()
-        done = np.zeros(eligible.shape[0], dtype=bool)
+        todo = np.ones(eligible.shape[0], dtype=bool)  # rows whose tag is not chosen yet
         for r in range(len(self.tags)):
             cand = eligible & self.members[order[:, r]]
-            has = cand.any(axis=1) & ~done
+            has = todo & cand.any(axis=1)
             out[has] = cand[has]
-            done |= has
+            todo &= ~has
+            if not todo.any():
+                break
         return out
 
 
 # =====================================================================================
 # choosing one item per row among the eligible ones
 # =====================================================================================
+def _integers_below(rng: np.random.Generator, high) -> np.ndarray:
+    """One integer in [0, high) per row, in row order: the values of one ``rng.integers(high_i)`` per row.
+
+    ``high`` is an int array (S,). One row takes the scalar call, which costs a quarter of the
+    array call at that size and draws the same value.
+    """
+    if high.shape[0] == 1:
+        return np.array([rng.integers(high.item(0))])
+    h = high.item(0)
+    if (high == h).all():
+        return rng.integers(0, h, size=high.shape[0])
+    return rng.integers(0, high)
+
+
 def _nth_eligible(eligible: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Index of the ``r``-th (0-based) eligible item of each row, in bank order."""
     return (eligible.cumsum(axis=1) > r[:, None]).argmax(axis=1)
@@ -260,19 +276,18 @@ def _randomesque(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generator, 
     n_e = eligible.sum(axis=1)
     g = int(n_e[0])
     out = np.empty(S, dtype=np.intp)
-    if g > k and (n_e == g).all():  # the usual case: every row has the same number, more than k
-        r = rng.integers(0, k, size=S)  # the same values as one integers(k) per row, in row order
+    r = _integers_below(rng, np.minimum(k, n_e))  # the row's pick among its (at most) k best
+    if g > k and (S == 1 or (n_e == g).all()):  # the usual case: every row has the same number, more than k
         groups = ((g, None),)
     else:
-        r = rng.integers(0, np.minimum(k, n_e))
         small = n_e <= k  # at most k eligible items: the list is all of them, in bank order
         out[small] = _nth_eligible(eligible[small], r[small])
         groups = [(int(n), np.flatnonzero(n_e == n)) for n in np.unique(n_e[~small])]
     for g, rows in groups:
         e, sc, rr = (eligible, s, r) if rows is None else (eligible[rows], s[rows], r[rows])
         R = e.shape[0]
-        flat = np.flatnonzero(e).reshape(R, g)  # row-major positions of the eligible items
-        top = np.argpartition(-np.take(sc, flat), k - 1, axis=1)[:, :k]
+        flat = e.ravel().nonzero()[0].reshape(R, g)  # row-major positions of the eligible items
+        top = (-sc.take(flat)).argpartition(k - 1, axis=1)[:, :k]
         ar = np.arange(R)
         picked = flat[ar, top[ar, rr]] % N
         if rows is None:
@@ -341,7 +356,7 @@ def choose(s: np.ndarray | None, eligible: np.ndarray, rng: np.random.Generator,
     if method == "none":
         items = np.where(eligible, s, -np.inf).argmax(axis=1)
     elif method == "random":
-        items = _nth_eligible(eligible, rng.integers(0, eligible.sum(axis=1)))
+        items = _nth_eligible(eligible, _integers_below(rng, eligible.sum(axis=1)))
     elif method == "randomesque":
         items = _randomesque(s, eligible, rng, k)
     else:
