@@ -40,7 +40,7 @@ import numpy as np
 
 from . import grid, scoring
 from .bank import GridTables, ItemBank
-from .errors import InvalidDesignError
+from .errors import InvalidDataError, InvalidDesignError
 from .irt import ItemParams
 from .selection import Selector
 from .stopping import Row, StopDecision, StopRules, code_of
@@ -100,15 +100,22 @@ class CatState:
 
         # ---- per-row state
         self.index = np.arange(S)  # row -> position in the original batch
+        self._moments = grid.moment_matrix(theta, self.grid_theta_sq)
         lp0 = design.log_prior(theta) if log_prior is None else np.asarray(log_prior, dtype=float)
+        Q = theta.shape[0]
+        if log_prior is not None and (lp0.shape not in ((Q,), (S, Q)) or np.isnan(lp0).any()
+                                      or not (lp0 < np.inf).all() or not (lp0 > -np.inf).any(axis=-1).all()):
+            raise InvalidDataError(f"log_prior must be a log density on the design's {Q}-point grid, of shape "
+                                   f"({Q},) or ({S}, {Q}), without NaN or +inf and not -inf everywhere; got "
+                                   f"shape {lp0.shape}", field="log_prior")
         if lp0.ndim == 1:  # one prior for every row: its posterior is computed once and shared
-            W0, m0, sd0 = grid.eap(lp0[None, :], theta, self.grid_theta_sq)
+            W0, m0, sd0 = grid.eap(lp0[None, :], theta, moments=self._moments)
             self.lp = np.broadcast_to(lp0, (S, lp0.shape[0])).copy()
             self.W = np.broadcast_to(W0, self.lp.shape)
             self.theta, self.se = np.repeat(m0, S), np.repeat(sd0, S)
         else:
             self.lp = lp0.copy()
-            self.W, self.theta, self.se = grid.eap(self.lp, theta, self.grid_theta_sq)
+            self.W, self.theta, self.se = grid.eap(self.lp, theta, moments=self._moments)
         #: θ at which the first item is chosen: the design's prior mean, or each row's own prior mean
         self.start_theta = np.full(S, float(design.prior["mean"])) if lp0.ndim == 1 else self.theta.copy()
         if not self.eap:  # before any answer a modal estimate is the prior's mean and SD
@@ -129,7 +136,6 @@ class CatState:
         self.current = np.full(S, -1, dtype=np.intp)
         self.items = np.full((S, self.capacity), -1, dtype=np.intp)
         self.cats = np.full((S, self.capacity), -1, dtype=np.intp)
-        self._moments = grid.moment_matrix(theta, self.grid_theta_sq)
         self._set_rows()
 
     # ------------------------------------------------------------------ basics

@@ -265,3 +265,11 @@ def test_start_item_for_rows_where_it_is_eligible():
     assert state.current.tolist()[:2] == [7, 7] and state.current[3] == 7 and state.current[2] != 7
     other = CatSession(bank, Design(), exclude=[bank.ids[7]], seed=0).current_item.id
     assert bank.ids[state.current[2]] == other
+
+
+def test_a_bad_log_prior_is_a_domain_error():
+    Q = Design().grid_theta().shape[0]
+    for bad in (np.zeros(Q - 1), np.zeros((3, Q)), np.full(Q, np.nan), np.full(Q, -np.inf), np.r_[np.inf, np.zeros(Q - 1)]):
+        with pytest.raises(InvalidDataError, match="log_prior"):
+            CatState(BANK, Design(), 2, log_prior=bad)
+    CatState(BANK, Design(), 2, log_prior=np.r_[-np.inf, np.zeros(Q - 1)])  # -inf somewhere is a density too
