@@ -194,7 +194,7 @@ def mfi_argmax(tables: GridTables, theta: np.ndarray, pen: np.ndarray) -> np.nda
     eligible item. Row-blocked so that a large batch stays in cache.
     """
     S = theta.shape[0]
-    if S == 1:  # one session: the table's one-θ form
+    if S == 1 or (S > 1 and (theta == theta[0]).all()):  # one θ for every row (a session; the first item): one row of info
         return (tables.info_at(theta.item(0))[None, :] + pen).argmax(axis=1)
     if S <= _ROWS:
         return (tables.info_at(theta) + pen).argmax(axis=1)
