@@ -264,9 +264,11 @@ def _integers_below(rng: np.random.Generator, high) -> np.ndarray:
     return rng.integers(0, high)
 
 
-def _nth_eligible(eligible: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Index of the ``r``-th (0-based) eligible item of each row, in bank order."""
-    return (eligible.cumsum(axis=1) > r[:, None]).argmax(axis=1)
+def _nth_eligible(eligible: np.ndarray, r: np.ndarray, n_e: np.ndarray) -> np.ndarray:
+    """Index of the ``r``-th (0-based) eligible item of each row, in bank order; ``n_e`` = eligible per row."""
+    flat = eligible.ravel().nonzero()[0]  # row-major positions of every eligible item
+    start = n_e.cumsum() - n_e if n_e.shape[0] > 1 else 0  # where each row's run begins in flat
+    return flat[start + r] % eligible.shape[1]
 
 
 def _randomesque(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -281,7 +283,7 @@ def _randomesque(s: np.ndarray, eligible: np.ndarray, rng: np.random.Generator, 
         groups = ((g, None),)
     else:
         small = n_e <= k  # at most k eligible items: the list is all of them, in bank order
-        out[small] = _nth_eligible(eligible[small], r[small])
+        out[small] = _nth_eligible(eligible[small], r[small], n_e[small])
         groups = [(int(n), np.flatnonzero(n_e == n)) for n in np.unique(n_e[~small])]
     for g, rows in groups:
         e, sc, rr = (eligible, s, r) if rows is None else (eligible[rows], s[rows], r[rows])
@@ -356,7 +358,8 @@ def choose(s: np.ndarray | None, eligible: np.ndarray, rng: np.random.Generator,
     if method == "none":
         items = np.where(eligible, s, -np.inf).argmax(axis=1)
     elif method == "random":
-        items = _nth_eligible(eligible, _integers_below(rng, eligible.sum(axis=1)))
+        n_e = eligible.sum(axis=1)
+        items = _nth_eligible(eligible, _integers_below(rng, n_e), n_e)
     elif method == "randomesque":
         items = _randomesque(s, eligible, rng, k)
     else:

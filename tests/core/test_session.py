@@ -673,3 +673,18 @@ def test_sessions_recorded_by_an_earlier_version_replay_identically():
         tol = 1e-12 if s.design.estimator == "eap" else 1e-9
         assert s.theta == pytest.approx(r["theta"], abs=tol) and s.se == pytest.approx(r["se"], abs=tol)
         assert s._rng.random() == r["next_random"]  # the generator is exactly where it was
+
+
+def test_session_ab_benchmark_runs():
+    """Smoke test of benchmarks/session_ab.py, this checkout against itself (timings are never asserted)."""
+    import subprocess
+    import sys
+
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "session_ab.py"), "--old", root,
+                           "--items", "30", "--sessions", "4", "--designs", "mfi,randomesque,content"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| design | old median µs | new median µs | new / old |" in proc.stdout
+    for name in ("mfi", "randomesque", "content"):
+        assert f"| {name} `" in proc.stdout
