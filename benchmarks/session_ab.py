@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, os.pardir))
 
-from engine_latency import Workload, grm_params  # noqa: E402
+from engine_latency import Workload, catprom_engine, grm_params  # noqa: E402
 
 DESIGNS = {
     "mfi": {"selection": "mfi"},
@@ -57,33 +57,19 @@ def load_old(checkout: str):
 
 
 def measure(engines: dict, work: Workload, n_sessions: int) -> dict:
+    """Median step (µs) of each engine, their sessions taken in turn (after a warm-up)."""
+    sessions = {name: catprom_engine(bank, design, work, cls) for name, (cls, bank, design) in engines.items()}
     times = {name: [] for name in engines}
-
-    def run(name, i, keep):
-        cls, bank, design = engines[name]
-        _, resp = work.simulee(i)
-        index = bank._index
-        s = cls(bank, design, seed=i)
-        item = s.current_item
-        pc = time.perf_counter_ns
-        while item is not None:
-            v = int(resp[index[item.id]])
-            t0 = pc()
-            s.answer(item.id, v)
-            item = s.current_item
-            t1 = pc()
-            if item is not None and keep:
-                times[name].append(t1 - t0)
-
-    for i in range(5):  # warm-up
-        for name in engines:
-            run(name, 10_000 + i, False)
+    for i in range(5):
+        for name, session in sessions.items():
+            for _ in session(10_000 + i):
+                pass
     gc.collect()
     gc.disable()
     try:
         for i in range(n_sessions):
             for name in (list(engines) if i % 2 else list(engines)[::-1]):
-                run(name, i, True)
+                times[name].extend(sessions[name](i))
     finally:
         gc.enable()
     return {name: float(np.median(t)) / 1000 for name, t in times.items()}
