@@ -118,12 +118,13 @@ class Workload:
 # --------------------------------------------------------------------------- engines
 # Each engine is a function (simulee index) -> generator yielding one timed step (ns) at a time.
 
-def catprom_engine(bank: ItemBank, design: Design, work: Workload):
+def catprom_engine(bank: ItemBank, design: Design, work: Workload, session_class=CatSession):
+    """Sessions of ``session_class`` (another checkout's CatSession in benchmarks/session_ab.py)."""
     index = bank._index  # id -> position, used only outside the timed region to look up the answer
 
     def session(i):
         _, resp = work.simulee(i)
-        s = CatSession(bank, design, seed=i)
+        s = session_class(bank, design, seed=i)
         item = s.current_item
         while item is not None:
             value = int(resp[index[item.id]])

@@ -2,8 +2,10 @@
 
 The engine: IRT models (:mod:`~cat_prom.irt`), item banks (:mod:`~cat_prom.bank`),
 scoring (:mod:`~cat_prom.scoring`), item selection (:mod:`~cat_prom.selection`),
-stop rules (:mod:`~cat_prom.stopping`), designs (:mod:`~cat_prom.design`) and
-sessions (:mod:`~cat_prom.session`). It depends on numpy, scipy and girth only.
+stop rules (:mod:`~cat_prom.stopping`), designs (:mod:`~cat_prom.design`), the state of
+S CATs and one step of all of them (:mod:`~cat_prom.state`), sessions (:mod:`~cat_prom.session`,
+a CAT state of one row) and simulation (:mod:`~cat_prom.simulation`, of many rows). It
+depends on numpy, scipy and girth only.
 
 The names below are imported on first use (PEP 562), so that ``import cat_prom``
 (and ``cat-prom --help``) does not load numpy and scipy until something needs them.

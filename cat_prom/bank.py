@@ -17,6 +17,7 @@ import json
 import numbers
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -90,6 +91,7 @@ class GridTables:
         n_fine = int(round((hi - lo) / 0.01)) + 1
         self.fine_theta = np.linspace(lo, hi, n_fine)
         self.fine_step = (hi - lo) / (n_fine - 1)
+        self.fine_lo = lo  # fine_theta[0] as a Python float (info_at for one θ)
         self.fine_info = np.ascontiguousarray(irt.information(self.fine_theta, params))
         self.theta_sq = theta * theta
         # log P with padded categories at a large negative finite value, for KL sums
@@ -126,17 +128,39 @@ class GridTables:
             out[:, 1:-1] = np.where(mid, mid_val, out[:, 1:-1])
         return np.minimum(out, 0.0)
 
-    def info_at(self, theta: float) -> np.ndarray:
-        """Item information at one θ by linear interpolation on the fine grid; shape (n_items,)."""
-        x = (theta - self.fine_theta[0]) / self.fine_step
-        n = self.fine_theta.shape[0]
-        if x <= 0:
-            return self.fine_info[0]
-        if x >= n - 1:
-            return self.fine_info[n - 1]
-        j = int(x)
-        w = x - j
-        return self.fine_info[j] * (1.0 - w) + self.fine_info[j + 1] * w
+    def info_at(self, theta) -> np.ndarray:
+        """Item information at θ by linear interpolation on the fine grid.
+
+        ``theta`` is a float (returns ``(n_items,)``) or an array of shape ``(S,)`` (returns
+        ``(S, n_items)``). Row ``j = floor(x)`` and weight ``w = x - j`` of ``x = (θ - θ_0) / step``
+        give ``f[j] (1 - w) + f[j + 1] w``; at or beyond the ends of the grid the end row itself.
+        Both forms give the same bits for the same θ (the float form is the one-session case).
+        """
+        f = self.fine_info
+        n = f.shape[0]
+        if not isinstance(theta, np.ndarray) or theta.ndim == 0:
+            x = (theta - self.fine_lo) / self.fine_step
+            if x <= 0:
+                return f[0]
+            if x >= n - 1:
+                return f[n - 1]
+            j = int(x)
+            w = x - j
+            return f[j] * (1.0 - w) + f[j + 1] * w
+        x = (np.asarray(theta, dtype=float) - self.fine_lo) / self.fine_step
+        j = np.minimum(np.maximum(np.floor(x), 0.0), n - 2).astype(np.intp)
+        w = np.minimum(np.maximum(x - j, 0.0), 1.0)[:, None]
+        out = f[j]
+        out *= 1.0 - w
+        upper = f[j + 1]
+        upper *= w
+        out += upper
+        return out
+
+    @cached_property
+    def log_p_nkq(self) -> np.ndarray:
+        """``log_p`` laid out as (n_items, kmax, n_q): an answer of S persons is one (S, n_q) gather."""
+        return np.ascontiguousarray(self.log_p.transpose(1, 2, 0))
 
 
 class ItemBank:

@@ -48,6 +48,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import grid
 from .errors import InvalidDesignError
 
 __all__ = ["Design", "ESTIMATORS", "SELECTIONS", "STARTS", "EXPOSURE_METHODS", "PROMIS_DEFAULT"]
@@ -248,17 +249,16 @@ class Design:
         return Design.from_dict(d)
 
     def grid_theta(self) -> np.ndarray:
-        """The quadrature nodes, shape (points,); computed once per design (read-only)."""
+        """The quadrature nodes, shape (points,): :func:`cat_prom.grid.nodes` (read-only, shared)."""
         theta = self.__dict__.get("_grid_theta")
         if theta is None:
-            theta = np.linspace(self.grid["min"], self.grid["max"], self.grid["points"])
-            theta.flags.writeable = False
+            theta = grid.nodes(self.grid["min"], self.grid["max"], self.grid["points"])
             object.__setattr__(self, "_grid_theta", theta)
         return theta
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
-        z = (theta - self.prior["mean"]) / self.prior["sd"]
-        return -0.5 * z * z
+        """Unnormalised log density of the normal prior at ``theta`` (:func:`cat_prom.grid.normal_log_density`)."""
+        return grid.normal_log_density(theta, self.prior["mean"], self.prior["sd"])
 
 
 PROMIS_DEFAULT = Design()

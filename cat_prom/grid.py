@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import InvalidDesignError
 
-__all__ = ["DEFAULT_GRID", "nodes", "normal_log_density", "normal_weights", "quadrature", "eap"]
+__all__ = ["DEFAULT_GRID", "nodes", "normal_log_density", "normal_weights", "quadrature", "moment_matrix", "eap"]
 
 #: (min, max, points) of the default scoring and CAT grid.
 DEFAULT_GRID = (-6.0, 6.0, 81)
@@ -99,9 +99,17 @@ def quadrature(n_points: int = 61, bound: float = 6.0, mean: float = 0.0,
     return th, normal_weights(th, mean, sd)
 
 
+def moment_matrix(theta: np.ndarray, theta_sq: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``1``, ``θ`` and ``θ²`` on the nodes, shape (3, Q): ``W @ M.T`` gives each row's total, Σwθ and Σwθ²."""
+    theta = np.asarray(theta, dtype=float)
+    M = np.stack([np.ones_like(theta), theta, theta * theta if theta_sq is None else theta_sq])
+    M.flags.writeable = False
+    return M
+
+
 def eap(log_post: np.ndarray, theta: np.ndarray, theta_sq: np.ndarray | None = None, *,
-        out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normalised posterior weights, EAP θ and posterior SD of a batch of log-posteriors.
+        out: np.ndarray | None = None, moments: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Normalised posterior weights, EAP θ and posterior SD of a batch of log-posteriors.
 
     Parameters
     ----------
@@ -110,9 +118,11 @@ def eap(log_post: np.ndarray, theta: np.ndarray, theta_sq: np.ndarray | None = N
         ``-inf`` but not only ``-inf``.
     theta : ndarray, shape (Q,)
     theta_sq : ndarray, shape (Q,), optional
-        ``theta ** 2`` when the caller has it (saves one multiplication per call).
+        ``theta ** 2`` when the caller has it.
     out : ndarray, shape (S, Q), optional
         Where to write the weights (may be ``log_post`` itself).
+    moments : ndarray, shape (3, Q), optional
+        :func:`moment_matrix` of ``theta``, for callers that call often (a CAT session).
 
     Returns
     -------
@@ -125,25 +135,49 @@ def eap(log_post: np.ndarray, theta: np.ndarray, theta_sq: np.ndarray | None = N
 
     Notes
     -----
-    Row-blocked with in-place operations so that a large batch stays in cache; the
-    two weighted sums use ``einsum``, which is as precise here as BLAS ``gemv`` and
-    does not contend for threads. For one row (a CAT session) it is a handful of
-    vector operations.
+    With :math:`e_{sq} = \exp(\ell_{sq} - \max_r \ell_{sr})`, one product ``e @ [1, θ, θ²]ᵀ``
+    gives :math:`z_s = \sum_q e_{sq}`, :math:`\sum_q e_{sq}\theta_q` and
+    :math:`\sum_q e_{sq}\theta_q^2`; then :math:`W = e / z`, :math:`\hat\theta = \sum e\theta / z`
+    and :math:`\mathrm{SD}^2 = \sum e\theta^2 / z - \hat\theta^2`. A large batch is processed
+    in blocks of rows that stay in cache (a block's product with the (Q, 3) matrix is too small
+    for BLAS to spread over threads); one row (a CAT session) as a vector, its moments as Python
+    numbers — at that size numpy's per-call cost, not arithmetic, is the price.
     """
-    if theta_sq is None:
-        theta_sq = theta * theta
+    M = moment_matrix(theta, theta_sq) if moments is None else moments
     S = log_post.shape[0]
+    if S == 1:
+        w, m, v = _weights_and_moments(log_post[0], M)
+        if out is None:
+            W = w[None, :]
+        else:
+            W = out
+            W[0] = w
+        return W, np.array([m]), np.array([math.sqrt(v) if v > 0 else 0.0])
     W = np.empty_like(log_post) if out is None else out
     m = np.empty(S)
     v = np.empty(S)
     for s in range(0, S, _ROWS):
         e = min(S, s + _ROWS)
-        w = W[s:e]
-        np.subtract(log_post[s:e], log_post[s:e].max(axis=1, keepdims=True), out=w)
-        np.exp(w, out=w)
-        w /= w.sum(axis=1, keepdims=True)
-        ms = np.einsum("ij,j->i", w, theta)
-        m[s:e] = ms
-        v[s:e] = np.einsum("ij,j->i", w, theta_sq) - ms * ms
-    sd = np.sqrt(np.where(v > 0, v, 0.0))
-    return W, m, sd
+        _, m[s:e], v[s:e] = _weights_and_moments(log_post[s:e], M, out=W[s:e])
+    return W, m, np.sqrt(np.where(v > 0, v, 0.0))
+
+
+def _weights_and_moments(lp: np.ndarray, M: np.ndarray, out: np.ndarray | None = None):
+    """Normalised weights of a row (Q,) or a block of rows (R, Q) of log posteriors, their means and variances.
+
+    A row's weights are a new vector and its mean and variance Python numbers; a block's weights
+    are computed in place in ``out`` (so that they stay in cache).
+    """
+    if lp.ndim == 1:
+        w = np.exp(lp - lp.max())
+        z, s1, s2 = np.dot(M, w).tolist()
+        w *= 1.0 / z
+        m = s1 / z
+        return w, m, s2 / z - m * m
+    w = np.subtract(lp, lp.max(axis=1, keepdims=True), out=out)
+    np.exp(w, out=w)
+    r = w @ M.T
+    z = r[:, 0]
+    w /= z[:, None]
+    m = r[:, 1] / z
+    return w, m, r[:, 2] / z - m * m

@@ -21,10 +21,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import scoring, selection, stopping
 from .bank import Item, ItemBank
-from .irt import ItemParams
 from .design import Design
+from .state import CatState
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
 
@@ -64,6 +63,10 @@ def _new_seed() -> int:
 class CatSession:
     """One adaptive sitting on one bank.
 
+    The CAT itself — estimate, stop rules, item selection — is a
+    :class:`~cat_prom.state.CatState` with one row, the same code the simulator runs for
+    many; the session adds the guard clauses, the response log and replay.
+
     Parameters
     ----------
     bank : ItemBank
@@ -86,138 +89,34 @@ class CatSession:
         self.seed = int(seed) if seed is not None else _new_seed()
         self.exclude = tuple(exclude)
         self._rng = np.random.default_rng(self.seed)
-        theta = design.grid_theta()
-        self._tables = bank.grid(theta)
-        self._theta_grid = theta
-        self._theta_sq = theta * theta
-        self._log_post = design.log_prior(theta)
-        self._estimator = design.estimator
-        self._sel = design.selection
-        self._exposure = design.exposure["method"]
-        self._k = design.exposure.get("k", 5)
-        n = bank.n_items
-        self._eligible = np.ones(n, dtype=bool)
-        self._n_eligible = n  # kept in step with _eligible by _block
-        self._penalty = np.zeros(n)  # 0 for eligible items, -inf for the rest (MFI fast path)
-        self._withdrawn = np.zeros(n, dtype=bool)
-        for iid in tuple(design.exclude_items) + self.exclude:
-            j = bank.index(iid)
-            self._block(j)
-        self._answered_cats = np.full(n, -1, dtype=np.intp)
+        self._state = state = CatState(bank, design, 1, exclude=self.exclude)
+        self._tables = state.tables
         self._status: dict[int, str] = {}
-        self._order: list[int] = []
         self.log: list[dict] = []
-        self._n_answered = 0
-        self._se_prev = None
         self.finished = False
         self.stop_reason: str | None = None
         self.stop_detail = ""
-        self._posterior = None
-        self._set_estimate()
-        # content balancing
-        self._tags = None
-        if design.content_targets:
-            tags = list(design.content_targets)
-            self._tags = tags
-            self._tag_targets = np.array([design.content_targets[t] for t in tags])
-            self._tag_members = np.array([[t in it.content for it in bank.items] for t in tags])
-            self._tag_counts = np.zeros(len(tags))
-        self._current = self._first_item()
-        if self._current < 0:
-            self._finish("bank_exhausted", "no eligible item in the bank")
+        self._current = -1
+        self._read_estimate()
+        code = state.start(self._rng).item(0)
+        if code:
+            self._finish(code)
+        else:
+            self._current = state.current.item(0)
 
     # ----------------------------------------------------------- internals
-    def _block(self, j: int) -> None:
-        if self._eligible[j]:
-            self._n_eligible -= 1
-        self._eligible[j] = False
-        self._penalty[j] = -np.inf
+    def _read_estimate(self, x=None) -> None:
+        state = self._state
+        if x is None:
+            x = state.row(0)
+        self.theta, self.se = x.theta, x.se
+        self.flag = "" if state.flags is None else state.flags[0]
 
-    def _set_estimate(self) -> None:
-        lp = self._log_post
-        w = np.exp(lp - lp.max())
-        w /= w.sum()
-        self._posterior = w
-        if self._estimator == "eap" or self._n_answered == 0:
-            m = float(w @ self._theta_grid)
-            v = float(w @ self._theta_sq) - m * m
-            self.theta = m
-            self.se = v ** 0.5 if v > 0 else 0.0
-            self.flag = ""
-            if self._estimator != "eap" and self._n_answered == 0:
-                self.theta, self.se = self.design.prior["mean"], self.design.prior["sd"]
-        else:
-            self._modal_estimate()
-
-    def _modal_estimate(self) -> None:
-        # _status, not _order: the answer being recorded is not in _order yet (see _after)
-        idx = [j for j, st in self._status.items() if st == "answered"]
-        x = np.full((1, len(idx)), np.nan)
-        x[0, :] = self._answered_cats[idx]
-        sub = self.bank.params
-        params = ItemParams(a=sub.a[idx], b=sub.b[idx], is_gpcm=sub.is_gpcm[idx], n_cat=sub.n_cat[idx])
-        g = self.design.grid
-        res = scoring.score(x, params, self._estimator, grid=(g["min"], g["max"], g["points"]),
-                            prior=(self.design.prior["mean"], self.design.prior["sd"]))
-        self.theta = float(res.theta[0])
-        se = float(res.se[0])
-        self.se = se if np.isfinite(se) else float(self.design.grid["max"] - self.design.grid["min"])
-        self.flag = res.flags[0]
-
-    def _eligible_now(self) -> np.ndarray:
-        elig = self._eligible
-        if self._exposure == "sympson_hetter" and self._withdrawn.any():
-            kept = elig & ~self._withdrawn
-            # once every remaining item has been passed over, offer them again rather than
-            # stopping with a false "bank_exhausted" (choose() does the same within one step)
-            if kept.any():
-                elig = kept
-        if self._tags is not None:
-            n_given = max(len(self._order), 1)
-            deficit = self._tag_targets - self._tag_counts / n_given
-            for t in np.argsort(-deficit, kind="stable"):
-                cand = elig & self._tag_members[t]
-                if cand.any():
-                    return cand
-        return elig
-
-    def _first_item(self) -> int:
-        start = self.design.start
-        if start in ("auto", "bank") and self.bank.start_item is not None:
-            j = self.bank.index(self.bank.start_item)
-            if self._eligible[j]:
-                return j
-        elif start == "bank":
-            raise InvalidDesignError(f"design start 'bank' needs a start item, but bank {self.bank.id!r} names none; "
-                                     f"use start 'max_info'", field="start")
-        return self._select(first=True)
-
-    def _select(self, first: bool = False) -> int:
-        sel = self._sel
-        if sel == "mfi" or (first and sel != "random"):
-            theta = self.theta if not first else self.design.prior["mean"]
-            scores = self._tables.info_at(theta)
-            if self._exposure == "none" and self._tags is None:
-                # fast path: one vector add and an argmax
-                s = scores + self._penalty
-                j = int(np.argmax(s))
-                return j if s[j] > -np.inf else -1
-        elif sel == "random":
-            scores = None
-        else:
-            scores = selection.criterion(sel, self._tables, self.theta, self._posterior)
-            if self._exposure == "none" and self._tags is None:
-                s = scores + self._penalty
-                j = int(np.argmax(s))
-                return j if s[j] > -np.inf else -1
-        method = "random" if sel == "random" else self._exposure
-        return selection.choose(scores, self._eligible_now(), self._rng, method=method, k=self._k,
-                                exposure_k=self.bank.exposure_k, withdrawn=self._withdrawn)
-
-    def _finish(self, reason: str, detail: str) -> None:
+    def _finish(self, code: int) -> None:
+        d = self._state.decision(0, code)
         self.finished = True
-        self.stop_reason = reason
-        self.stop_detail = detail
+        self.stop_reason = d.reason
+        self.stop_detail = d.detail
         self._current = -1
 
     def _guard(self, item_id: str) -> int:
@@ -235,24 +134,17 @@ class CatSession:
                                   f"(the current question is {self.bank.ids[cur]!r})", item_id=item_id,
                                   current_item=self.bank.ids[cur])
 
-    def _after(self, j: int, healthy: bool) -> Step:
-        self._order.append(j)
-        self._block(j)
-        if self.bank.has_enemies:
-            for e in np.flatnonzero(self.bank.enemy_matrix[j]):
-                self._block(int(e))
-        if self._tags is not None:
-            self._tag_counts += self._tag_members[:, j]
-        n_asked = len(self._order)
-        d = stopping.check(self.design, n_asked=n_asked, n_answered=self._n_answered, theta=self.theta, se=self.se,
-                           se_prev=self._se_prev, first_healthy=healthy, n_eligible=self._n_eligible,
-                           t_mean=self.bank.t_mean, t_sd=self.bank.t_sd)
-        if d.stop:
-            self._finish(d.reason, d.detail)
+    def _after(self) -> Step:
+        state = self._state
+        x = state.row(0)  # what the stop rules read, as numbers
+        self._read_estimate(x)
+        code = state.rules.first(x)
+        if code:
+            self._finish(code)
         else:
-            # an item is eligible (bank_exhausted did not fire), and _select falls back from content
+            # an item is eligible (bank_exhausted did not fire), and selection falls back from content
             # and Sympson-Hetter restrictions to every eligible item, so it always finds one
-            self._current = self._select()
+            self._current = state.select(self._rng).item(0)
         return Step(self.finished, None if self.finished else self.bank.items[self._current], self.theta, self.se,
                     self.t_score, self.stop_reason, self.bank.id, self.finished)
 
@@ -264,11 +156,11 @@ class CatSession:
 
     @property
     def n_answered(self) -> int:
-        return self._n_answered
+        return self._state.n_answered
 
     @property
     def n_asked(self) -> int:
-        return len(self._order)
+        return self._state.n_asked
 
     @property
     def t_score(self) -> float:
@@ -281,32 +173,28 @@ class CatSession:
     @property
     def posterior(self) -> np.ndarray:
         """Normalised posterior weights on the design's grid, shape (n_points,)."""
-        return self._posterior
+        return self._state.W[0]
 
     def answer(self, item_id: str, value: Any) -> Step:
         """Record the patient's response ``value`` to the offered item and move on."""
         j = self._guard(item_id)
         k = self.bank.category(j, value)  # raises ValueOutOfRangeError
-        self._log_post = self._log_post + self._tables.log_p[:, j, k]
-        self._answered_cats[j] = k
+        self._state.answer(j, k)
         self._status[j] = "answered"
-        self._n_answered += 1
-        se_prev = self.se if self._n_answered > 1 else None
-        self._set_estimate()
-        self._se_prev = se_prev
         self.log.append({"item_id": item_id, "value": value})
-        return self._after(j, k == self.bank.healthiest_category(j))
+        return self._after()
 
     def decline(self, item_id: str) -> Step:
         """Record that the patient declined the offered item; it is not asked again and counts as missing."""
         j = self._guard(item_id)
+        self._state.decline(j)
         self._status[j] = "declined"
-        self._se_prev = None
         self.log.append({"item_id": item_id, "declined": True})
-        return self._after(j, False)
+        return self._after()
 
     def result(self) -> dict:
         """Scores and provenance of the sitting so far (final once ``finished``)."""
+        state = self._state
         t = self.t_score
         return {
             "bank_id": self.bank.id,
@@ -321,14 +209,14 @@ class CatSession:
             "band": self.bank.band(t),
             "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
-            "estimator": self._estimator,
+            "estimator": self.design.estimator,
             "flag": self.flag,
-            "n_answered": self._n_answered,
-            "n_declined": len(self._order) - self._n_answered,
+            "n_answered": state.n_answered,
+            "n_declined": state.n_asked - state.n_answered,
             "items": [
                 {"item_id": self.bank.ids[j], "status": self._status[j],
-                 "value": self.bank.items[j].values[self._answered_cats[j]] if self._status[j] == "answered" else None}
-                for j in self._order
+                 "value": self.bank.items[j].values[k] if k >= 0 else None}
+                for j, k in zip(state.items[0, :state.n_asked].tolist(), state.cats[0, :state.n_asked].tolist())
             ],
         }
 

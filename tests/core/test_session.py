@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -623,3 +624,67 @@ class TestBattery:
         del banks["sleep"]
         with pytest.raises(CatPromError):
             Battery.from_dict(banks, b.to_dict())
+
+
+# ------------------------------------------------------------------ replay across versions
+def _golden_bank():
+    rng = np.random.default_rng(42)
+    n = 30
+    a = rng.uniform(0.8, 2.5, n)
+    b = np.sort(rng.normal(0, 1.2, (n, 3)), axis=1)
+    b[:4, 2] = np.nan
+    model = ["gpcm" if i % 5 == 0 else "grm" for i in range(n)]
+    content = [["work"] if i % 3 == 0 else (["sleep"] if i % 3 == 1 else ["mood"]) for i in range(n)]
+    doc = ItemBank.from_params(a, b, model, content=content, id="golden").to_dict()
+    doc.pop("content_hash")
+    for i, it in enumerate(doc["items"]):
+        if i % 4 == 1:
+            it["exposure_k"] = round(0.2 + 0.1 * (i % 7), 2)
+    doc["items"][3]["enemies"] = [doc["items"][8]["id"]]
+    return ItemBank.from_dict(doc)
+
+
+def _golden_play(bank, design, seed):
+    s = CatSession(bank, design, seed=seed)
+    step = 0
+    while not s.finished:
+        it = s.current_item
+        if (seed + step) % 6 == 5:
+            s.decline(it.id)
+        else:
+            s.answer(it.id, it.values[(seed * 7 + step * 3) % it.n_categories])
+        step += 1
+    return s
+
+
+def test_sessions_recorded_by_an_earlier_version_replay_identically():
+    """Randomesque, Sympson–Hetter and random selection (with content rules, enemies, declines and every
+    criterion) consume the session's random stream as they did at commit e45cd30: same items, same
+    stop, same estimates and the same next random number."""
+    with open(os.path.join(os.path.dirname(__file__), "data", "session_replay_e45cd30.json"), encoding="utf-8") as fh:
+        recorded = json.load(fh)["sessions"]
+    bank = _golden_bank()
+    assert len(recorded) == 40
+    for r in recorded:
+        s = _golden_play(bank, r["design"], r["seed"])
+        assert " ".join(offered(s)) == r["items"], (r["design"], r["seed"])
+        assert s.stop_reason == r["stop_reason"]
+        # EAP: summation order only (1e-12); MAP: the modal solver's θ tolerance (1e-10 since, Newton's before)
+        tol = 1e-12 if s.design.estimator == "eap" else 1e-9
+        assert s.theta == pytest.approx(r["theta"], abs=tol) and s.se == pytest.approx(r["se"], abs=tol)
+        assert s._rng.random() == r["next_random"]  # the generator is exactly where it was
+
+
+def test_session_ab_benchmark_runs():
+    """Smoke test of benchmarks/session_ab.py, this checkout against itself (timings are never asserted)."""
+    import subprocess
+    import sys
+
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "session_ab.py"), "--old", root,
+                           "--items", "30", "--sessions", "4", "--designs", "mfi,randomesque,content"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| design | old median µs | new median µs | new / old |" in proc.stdout
+    for name in ("mfi", "randomesque", "content"):
+        assert f"| {name} `" in proc.stdout

@@ -2,8 +2,9 @@
 
 The reference for every deterministic design is :class:`cat_prom.CatSession`
 itself: fed the same answers, a session must choose the same items, stop for
-the same reason and report the same θ̂ and SE (tolerance 1e-9; the two differ
-only in the summation order of the posterior moments).
+the same reason and report the same θ̂ and SE (tolerance 1e-9; both run the same
+kernels, a session on one row, so they differ at most in the summation order of
+the posterior moments).
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import json
 import numpy as np
 import pytest
 
-from cat_prom import CatSession, Design, ItemBank, irt, selection
+from cat_prom import CatSession, Design, ItemBank, grid, irt, selection
 from cat_prom.errors import InvalidDataError
-from cat_prom.simulation import (SimulationResult, _eap, _kl_scores, _mepv_scores, _model_responder, _Tables,
-                                 overlap_rate, simulate, sympson_hetter)
+from cat_prom.simulation import SimulationResult, overlap_rate, simulate, sympson_hetter
+from cat_prom.simulation.responders import model_responder
 
 
 def _bank(n=40, seed=3, start=False):
@@ -56,15 +57,15 @@ def data(bank):
 
 
 def test_batched_criteria_equal_the_session_criteria(bank):
-    """Each vectorised kernel row equals cat_prom.selection's function for that simulee."""
+    """Each row of the batch kernels equals cat_prom.selection's function for that simulee alone."""
     design = Design()
-    T = _Tables(bank, design)
     tables = bank.grid(design.grid_theta())
+    Q = tables.theta.shape[0]
     rng = np.random.default_rng(0)
-    lp = design.log_prior(T.theta)[None, :] + np.cumsum(rng.normal(0, 0.3, (25, T.Q)), axis=1)
-    W, theta, se = _eap(lp, T)
+    lp = design.log_prior(tables.theta)[None, :] + np.cumsum(rng.normal(0, 0.3, (25, Q)), axis=1)
+    W, theta, se = grid.eap(lp, tables.theta)
     theta = np.r_[theta[:-3], -7.0, 0.0, 7.0]  # beyond the grid ends too
-    kl, mepv, mfi, mpwi = _kl_scores(T, theta, W), _mepv_scores(T, W), T.info_at(theta), W @ T.g.info
+    kl, mepv, mfi, mpwi = (selection.scores(c, tables, theta, W) for c in ("kl", "mepv", "mfi", "mpwi"))
     for i in range(theta.shape[0]):
         w = np.exp(lp[i] - lp[i].max())
         w /= w.sum()
@@ -136,7 +137,7 @@ def test_monte_carlo_agrees_with_catsession_with_start_item():
 def test_monte_carlo_responses_follow_the_model(bank, item):
     # many draws at one θ: category frequencies match the model within 5 binomial SEs
     S = 20000
-    respond = _model_responder(bank, np.full(S, 0.7), np.random.default_rng(2))
+    respond = model_responder(bank, np.full(S, 0.7), np.random.default_rng(2))
     x = respond(np.arange(S), np.full(S, item))
     p = irt.probabilities([0.7], bank.params)[0, item, : bank.n_cat[item]]
     assert bank.params.is_gpcm[item] == (item % 4 == 0)
@@ -360,8 +361,9 @@ def test_benchmark_script_runs(tmp_path):
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
     out = tmp_path / "sim.md"
     proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "simulation.py"), "--n", "300",
-                           "--repeat", "1", "--no-peers", "--out", str(out)],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+                           "--repeat", "1", "--no-peers", "--variants", "--out", str(out)],
+                          cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| cat-prom `simulate` | GRM, 5 categories | 300 |" in proc.stdout
     assert out.read_text(encoding="utf-8") in proc.stdout
+    assert "| `selection: kl` — the model evaluated at every θ̂ | 300 |" in proc.stdout

@@ -238,3 +238,59 @@ def test_session_offers_argmax_of_criterion(sel):
         scores = selection.criterion(sel, TABLES, s.theta, s.posterior)
         cand = [i for i in range(N_ITEMS) if i not in asked]
         assert BANK.index(s.current_item.id) == max(cand, key=lambda i: scores[i])
+
+
+# --------------------------------------------------------------- batches (S rows at once)
+def _posterior_of(answers):
+    """Grid posterior (N(0,1) prior) of the answers {item: category}, closed-form likelihood, no cat_prom code."""
+    lp = np.array([sum(math.log(ref_probs(t, *FORM[i])[k]) for i, k in answers.items()) for t in GRID], dtype=float)
+    lp -= 0.5 * GRID ** 2
+    w = np.exp(lp - lp.max())
+    return w / w.sum()
+
+
+BATCH_ANSWERS = [{}, {0: 1, 5: 0}, {2: 1, 9: 1, 14: 0, 20: 1}, {1: 0, 3: 0, 7: 0}]
+BATCH_POST = np.stack([_posterior_of({i: min(k, int(_NCAT[i]) - 1) for i, k in a.items()}) for a in BATCH_ANSWERS])
+BATCH_THETA = np.r_[BATCH_POST @ GRID]
+
+
+class TestBatch:
+    """selection.scores on S posteriors at once: each row against the brute-force formula for that row alone."""
+
+    def test_kl_rows_equal_brute_force(self):
+        got = selection.scores("kl", TABLES, BATCH_THETA, BATCH_POST)
+        assert got.shape == (len(BATCH_ANSWERS), N_ITEMS)
+        for r in range(len(BATCH_ANSWERS)):
+            # brute-force KL (explicit loops, closed-form P) at θ̂ between nodes: rtol 1e-8 (as at a node:
+            # the engine evaluates P at θ̂ exactly)
+            assert_allclose(got[r], brute_kl(float(BATCH_THETA[r]), BATCH_POST[r]), rtol=1e-8, atol=1e-12)
+
+    def test_mepv_rows_equal_brute_force(self):
+        got = selection.scores("mepv", TABLES, BATCH_THETA, BATCH_POST)
+        for r in range(len(BATCH_ANSWERS)):
+            # explicit loops on the same grid; m2 - m1^2/m0 cancels ~1e-10: rtol 1e-8
+            assert_allclose(-got[r], brute_epv(BATCH_POST[r]), rtol=1e-8)
+
+    def test_mpwi_rows_equal_posterior_weighted_stencil_information(self):
+        got = selection.scores("mpwi", TABLES, BATCH_THETA, BATCH_POST)
+        info = np.array([[ref_info(t, *FORM[i]) for i in range(N_ITEMS)] for t in GRID])  # (Q, N) closed form
+        for r in range(len(BATCH_ANSWERS)):
+            ref = [sum(BATCH_POST[r, q] * info[q, i] for q in range(len(GRID))) for i in range(N_ITEMS)]
+            # finite-difference information (rtol 1e-6, see test_independent_information): rtol 1e-6
+            assert_allclose(got[r], ref, rtol=1e-6, atol=1e-12)
+
+    def test_mfi_rows_equal_model_information(self):
+        theta = np.array([-6.5, -2.345, 0.0, 0.123456, 3.3, 7.0])  # beyond both ends of the grid too
+        got = selection.scores("mfi", TABLES, theta, None)
+        exact = irt.information(np.clip(theta, -6, 6), BANK.params)
+        # linear interpolation on the 0.01 grid (see TestMFI): rtol 1e-3, atol 2e-4; the ends clamp
+        assert_allclose(got, exact, rtol=1e-3, atol=2e-4)
+        for r, t in enumerate(theta):
+            assert np.array_equal(got[r], selection.mfi(TABLES, float(t)))  # one θ: the same bits
+
+    def test_public_criteria_take_one_or_many(self):
+        for name in ("mpwi", "kl", "mepv"):
+            many = selection.criterion(name, TABLES, BATCH_THETA, BATCH_POST)
+            one = selection.criterion(name, TABLES, float(BATCH_THETA[2]), BATCH_POST[2])
+            assert many.shape == (4, N_ITEMS) and one.shape == (N_ITEMS,)
+            assert_allclose(many[2], one, rtol=1e-12, atol=1e-15)
