@@ -126,16 +126,6 @@ def _summary_lines(res, s, bank, design) -> list[str]:
     return lines
 
 
-def _neutralise_csv(path, person_ids, item_ids) -> None:
-    """Make the per-simulee CSV safe to open in a spreadsheet (see :mod:`cat_prom.io.csvfile`).
-
-    Its text cells are person ids (from --responses), item ids (the ``items`` column starts with
-    one) and fixed stop reasons; the file is rewritten only when an id would be read as a formula.
-    """
-    from ..io.csvfile import needs_neutralising, neutralise_file
-    if path and any(map(needs_neutralising, [*person_ids, *item_ids])):
-        neutralise_file(path)
-
 
 def run(args) -> int:
     import numpy as np
@@ -175,7 +165,6 @@ def run(args) -> int:
         bar.close()
     res.seed = args.seed
     paths = res.write_report(args.out)
-    _neutralise_csv(paths.get("csv"), res.ids, bank.ids)
     for line in _summary_lines(res, res.summary(), bank, design):
         say(line)
     say(f"wrote {paths['csv']}, {paths['summary']}, {paths['report']}")

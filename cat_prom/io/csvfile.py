@@ -10,7 +10,7 @@ ending (LF, CRLF, CR), and rejects other encodings (naming the first bad byte an
 line, or UTF-16), NUL bytes, unclosed quotes, cells longer than ``csv.field_size_limit()``
 (131072 characters) and more than :data:`MAX_COLUMNS` columns.
 
-Every CSV cat-prom writes goes through :func:`csv_writer` (or :func:`neutralise_file`),
+Every CSV cat-prom writes goes through :func:`csv_writer`,
 which applies OWASP's rule against CSV (formula) injection: a text cell that starts with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written with a leading ``'``,
 so that Excel or LibreOffice shows it as text instead of running it (``=HYPERLINK(...)``
@@ -32,7 +32,7 @@ from ..jsonfile import NotUTF8, decode_utf8, line_col
 
 __all__ = ["MISSING", "MAX_COLUMNS", "FORMULA_START", "read_csv_rows", "check_unique_header",
            "number", "cell_text", "is_missing", "person_ids", "neutralise_cell", "needs_neutralising", "restore_cell",
-           "csv_writer", "neutralise_file"]
+           "csv_writer"]
 
 #: Cell texts that mean "no value" (an unanswered item, an absent threshold).
 MISSING = frozenset({"", "NA", "na", "NaN", "nan", "."})
@@ -242,19 +242,3 @@ def csv_writer(fh, **kw) -> _SafeWriter:
     return _SafeWriter(fh, **kw)
 
 
-def neutralise_file(path: str | os.PathLike) -> int:
-    """Rewrite a CSV written by other code so that no cell can run as a formula; the number of cells changed.
-
-    For writers that cannot take :func:`csv_writer` directly; the file is replaced atomically
-    and left untouched when no cell needs it.
-    """
-    path = os.fspath(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    changed = sum(needs_neutralising(c) for row in rows for c in row)
-    if changed:
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            csv_writer(fh, lineterminator="\r\n").writerows(rows)
-        os.replace(tmp, path)
-    return changed

@@ -8,7 +8,6 @@ Educational Measurement*, 40(2), 129–145.
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..io.csvfile import csv_writer
 from ..bank import ItemBank
 from ..design import Design
 from ..stopping import REASONS
@@ -188,7 +188,7 @@ class SimulationResult:
             header.append("full_bank_theta")
             extra.append(self.full_theta)
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
+            w = csv_writer(fh, lineterminator="\r\n")  # formula-safe text cells
             w.writerow(header)
             for i in range(self.n):
                 w.writerow([self.ids[i], _num(self.theta[i]), _num(self.se[i]), int(self.n_items[i]),

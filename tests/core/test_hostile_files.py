@@ -29,7 +29,7 @@ import hostile_corpus as hc
 import hostile_variants as hv
 from cat_prom import ItemBank
 from cat_prom.cli import main
-from cat_prom.io.csvfile import csv_writer, needs_neutralising, neutralise_cell, neutralise_file, restore_cell
+from cat_prom.io.csvfile import csv_writer, needs_neutralising, neutralise_cell, restore_cell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COUNTS_PATH = os.path.join(ROOT, "benchmarks", "results", "hostile_files.json")
@@ -174,13 +174,21 @@ def test_csv_writer_quotes_line_breaks_and_keeps_lf_endings():
                                                                ["Q2", "a\nb", "-0.5", "'@y"]]
 
 
-def test_neutralise_file_rewrites_only_when_needed(tmp_path):
+def test_simulation_csv_neutralises_formula_ids(tmp_path):
+    """The per-simulee CSV goes through csv_writer like every other CSV: ids that would run as
+    formulas get a leading quote, numbers (negative ones included) stay numbers."""
+    from cat_prom.bank import ItemBank
+    from cat_prom.simulation import simulate
+    bank = ItemBank.from_params([1.5, 1.2], [[-1.0, 0.5], [0.0, 1.0]], ids=["@a", "b"])
+    res = simulate(bank, {"min_items": 2, "max_items": 2, "se_target": None},
+                   responses=[[0, 1], [2, 0]], ids=["=cmd()", "p1"], seed=1)
     p = tmp_path / "s.csv"
-    p.write_bytes(b"id,theta\r\np1,-1.5\r\n")
-    assert neutralise_file(p) == 0 and p.read_bytes() == b"id,theta\r\np1,-1.5\r\n"
-    p.write_bytes(b'id,items\r\n=cmd(),"@a;b"\r\n')
-    assert neutralise_file(p) == 2
-    assert p.read_bytes() == b"id,items\r\n'=cmd(),'@a;b\r\n"
+    res.to_csv(p)
+    rows = list(csv.reader(open(p, newline="", encoding="utf-8")))
+    assert rows[1][0] == "'=cmd()" and rows[2][0] == "p1"
+    assert {rows[1][4], rows[2][4]} <= {"'@a;b", "b;@a"}
+    assert all(not needs_neutralising(c) or c.startswith("'") for row in rows for c in row[:1])
+    assert float(rows[1][1]) == res.theta[0]  # theta written as a plain number
 
 
 @pytest.mark.parametrize("fmt", ["csv", "mirt", "catr"])
