@@ -1,7 +1,8 @@
 """Stop rules over batches of CATs. Each decision says which rule fired and why (as catR's stop rules do).
 
 Rules are checked in this order after every answer or decline; the first that fires is
-the CAT's ``stop_reason``:
+the CAT's ``stop_reason``. Rules that respect ``min_items`` also wait for at least one
+answer (``min_items`` 0 counts as 1): before it the estimate is the prior's, no evidence.
 
 ========================  =====================================================  ==================
 reason                    fires when                                             respects min_items
@@ -12,7 +13,8 @@ reason                    fires when                                            
 ``se_target``             SE(θ) ≤ ``se_target``                                   yes
 ``se_change``             SE changed by less than ``se_change`` on the last answer yes
 ``classification``        the ``confidence`` interval for θ lies wholly above or   yes
-                          below the threshold
+                          below the threshold (``"goal"``: resolved per patient,
+                          :func:`cat_prom.design.resolve_design`)
 ``bank_exhausted``        no eligible item is left                                no
 ========================  =====================================================  ==================
 
@@ -136,7 +138,9 @@ class StopRules:
 
     def __init__(self, design, t_mean: float = 50.0, t_sd: float = 10.0):
         self.design = design
-        self.min_items = design.min_items
+        # a precision or classification rule never fires before the first answer: with no answer the
+        # "estimate" is the prior, which is no evidence about the patient (cat_prom.evidence)
+        self.min_items = max(design.min_items, 1)
         c = design.classification
         self.threshold = self.z = None
         if c is not None:
