@@ -195,6 +195,11 @@ class CatSession:
         """Normalised posterior weights on the design's grid, shape (n_points,)."""
         return self._state.W[0]
 
+    @property
+    def log_posterior(self) -> np.ndarray:
+        """Unnormalised log posterior on the design's grid, shape (n_points,) (read it, do not change it)."""
+        return self._state.lp[0]
+
     def answer(self, item_id: str, value: Any) -> Step:
         """Record the patient's response ``value`` to the offered item and move on."""
         j = self._guard(item_id)

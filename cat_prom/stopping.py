@@ -42,6 +42,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy.special import ndtri
 
+from .errors import UnresolvedGoalError
+
 __all__ = ["StopDecision", "StopRules", "check", "REASONS", "RULES", "CONTINUE", "code_of"]
 
 REASONS = ("screen_negative", "max_items", "se_target", "se_change", "classification", "bank_exhausted")
@@ -144,6 +146,11 @@ class StopRules:
         c = design.classification
         self.threshold = self.z = None
         if c is not None:
+            if c.get("threshold_t") == "goal":
+                raise UnresolvedGoalError("the design's classification threshold is the patient's goal "
+                                          "(threshold_t \"goal\"); resolve it with "
+                                          "cat_prom.design.resolve_design(design, acceptable_t) before running it",
+                                          field="classification.threshold_t")
             self.threshold = c["threshold"] if "threshold" in c else (c["threshold_t"] - t_mean) / t_sd
             z = _Z_CACHE.get(c["confidence"])
             if z is None:
