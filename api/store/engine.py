@@ -82,17 +82,24 @@ class Database:
         """A read-only connection: one transaction (a consistent snapshot), or with
         ``snapshot=False`` autocommit, which saves the BEGIN/COMMIT round trips of a
         single-statement read."""
-        with self.engine.connect() as conn:
-            if not snapshot:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
+        if snapshot:
+            with self.engine.connect() as conn:
+                yield conn
+        else:
+            with self.autocommit() as conn:
+                yield conn
 
     @contextlib.contextmanager
     def autocommit(self) -> Iterator[Connection]:
-        """A connection whose every statement is its own transaction (PostgreSQL: no BEGIN/COMMIT
-        round trips; a single data-modifying statement is atomic on its own)."""
+        """A connection whose every statement is its own transaction (no BEGIN/COMMIT round trips;
+        a single data-modifying statement is atomic on its own). SQLite: the driver connection is
+        in autocommit mode already (see ``_install_sqlite_hooks``), so no BEGIN is sent, which
+        also spares the isolation-level reset SQLAlchemy's AUTOCOMMIT would run on every return."""
         with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self.is_sqlite:
+                yield conn.execution_options(sqlite_begin="NONE")
+            else:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -199,4 +206,6 @@ def _install_sqlite_hooks(engine: Engine, synchronous: str) -> None:
         if opts.get("isolation_level") == "AUTOCOMMIT":
             return
         mode = opts.get("sqlite_begin")
+        if mode == "NONE":  # autocommit reads: each statement is its own transaction
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")

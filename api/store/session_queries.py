@@ -43,7 +43,7 @@ def _advance_pg() -> sa.Insert:
         ["session_id", "seq", "item_id", "value", "declined", "created_at"],
         sa.select(advanced.c.id, _bp("p_seq", type_=cols.seq.type), _bp("p_item", type_=cols.item_id.type),
                   _bp("p_value", type_=cols.value.type), _bp("p_declined", type_=cols.declined.type),
-                  _bp("p_at", type_=cols.created_at.type)))
+                  _bp("p_at", type_=cols.created_at.type))).returning(cols.seq)
 
 
 _ADVANCE_PG = _advance_pg()
@@ -113,7 +113,7 @@ class SessionQueries:
                   **_response_params(adv.response)}
         if self.is_postgres:
             with self.autocommit() as conn:
-                return conn.execute(_ADVANCE_PG, params).rowcount == 1
+                return conn.execute(_ADVANCE_PG, params).first() is not None
         with self.write() as conn:
             if conn.execute(_UPD_SESSION, params).rowcount != 1:
                 return False
