@@ -281,6 +281,14 @@ class SimulationResultSchema(ma.Schema):
     cats_per_second = fields.Float(allow_none=True)
 
 
+class ReadySchema(ma.Schema):
+    status = fields.String(metadata={"description": "ready | not ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "database, banks, engine: `ok` or what is wrong"})
+    bank_errors = fields.List(fields.String(), metadata={
+        "description": "Bank or battery files that failed validation and were skipped (only when there are some)."})
+
+
 class ProblemSchema(ma.Schema):
     """RFC 9457 problem details (media type application/problem+json). Problem types may add
     extension members (RFC 9457 §3.2), so other members are allowed."""
