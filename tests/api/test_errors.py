@@ -328,3 +328,24 @@ def test_every_engine_error_code_maps_to_a_deliberate_problem(tmp_path, banks_di
         assert 400 <= r.status_code < 500 and r.status_code == PROBLEMS[ENGINE_PROBLEMS[cls.code]][0], cls
         assert r.json["fields"] == {"item_id": "X1"} and r.json["detail"].startswith("what was wrong")
     app.extensions["cat_prom"].store.dispose()
+
+
+@pytest.mark.parametrize("raw", [b'{"battery": "pain-core", "patient": "p", "patient": "q"}',
+                                 b'{"battery": "pain-core", "patient": "p", "design": {"max_items": 3, "max_items": 9}}'])
+def test_duplicate_keys_are_400(client, patient_h, raw):
+    """{"a": 1, "a": 2} would silently mean the last value; the body is refused, naming the key."""
+    r = client.post("/v1/sessions", data=raw, headers=patient_h, content_type="application/json")
+    b = assert_problem(r, 400, "malformed-json")
+    assert "duplicate key" in b["detail"]
+
+
+@pytest.mark.parametrize("field, bad", [("seq", 1.0), ("seq", True), ("value", 3.0), ("value", False)])
+def test_integers_are_json_integers(client, patient_h, field, bad):
+    """`seq: 1.0` (or `true`) where an integer is documented is 422, like `2.5` and `"5"`."""
+    v = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p"}, headers=patient_h).json
+    q = v["question"]
+    body = {"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]}
+    body[field] = bad
+    r = client.post(f"/v1/sessions/{v['id']}/responses", json=body, headers=patient_h)
+    assert_problem(r, 422, "validation-error")
+    assert field in r.json["errors"]
