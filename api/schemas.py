@@ -1,6 +1,7 @@
 """Marshmallow schemas at the edge: request validation and the OpenAPI document."""
 from __future__ import annotations
 
+import datetime as dt
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -219,6 +220,10 @@ class BankListSchema(ma.Schema):
 class PatientResultsQuerySchema(Strict):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10**9))
+    from_ = fields.AwareDateTime(data_key="from", default_timezone=dt.timezone.utc, metadata={
+        "description": "Only sittings finished at or after this time (ISO 8601; UTC if no offset)."})
+    to = fields.AwareDateTime(default_timezone=dt.timezone.utc, metadata={
+        "description": "Only sittings finished at or before this time."})
 
 
 class PatientResultSchema(ma.Schema):

@@ -1,0 +1,58 @@
+"""Shared pieces of the clinical service: defaults, the clock, bank lookups, record rendering."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Callable
+
+from ..db import Database, as_utc, utcnow
+from ..problems import Problem
+from ..registry import Registry
+
+#: alert rules a tenant can switch on (docs/clinicians.md explains each)
+RULES = ("above_acceptable", "severe_band", "worse_than_previous", "worse_than_baseline", "abandoned_sittings")
+DEFAULT_RULES = ("above_acceptable", "severe_band", "worse_than_previous", "worse_than_baseline")
+DEFAULT_CERTAINTY = 0.8
+DEFAULT_ABANDONED_N = 3
+DEFAULT_GAS_RHO = 0.3
+DEFAULT_MID_T = 5.0
+ALERT_DEFAULTS = {"enabled_rules": list(DEFAULT_RULES), "certainty": DEFAULT_CERTAINTY,
+                  "abandoned_n": DEFAULT_ABANDONED_N, "gas_rho": DEFAULT_GAS_RHO}
+
+
+def iso(t) -> str | None:
+    if t is None:
+        return None
+    if isinstance(t, dt.datetime):
+        return as_utc(t).isoformat().replace("+00:00", "Z")
+    return t.isoformat()
+
+
+def plain(record, *, drop: tuple = (), rename: dict | None = None) -> dict:
+    """A store record as JSON-ready dict: datetimes as ISO 8601 UTC, fields renamed or dropped."""
+    rename = rename or {}
+    out = {}
+    for f in dataclasses.fields(record):
+        if f.name in drop:
+            continue
+        v = getattr(record, f.name)
+        out[rename.get(f.name, f.name)] = iso(v) if isinstance(v, (dt.datetime, dt.date)) else v
+    return out
+
+
+class Base:
+    """The clinical service's state: the database, the banks and a clock (tests move time on)."""
+
+    def __init__(self, db: Database, registry: Registry, clock: Callable[[], dt.datetime] = utcnow):
+        self.db = db
+        self.registry = registry
+        self.clock = clock
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def bank(self, bank_id: str):
+        bank = self.registry.banks.get(bank_id)
+        if bank is None:
+            raise Problem("bank-not-found", f"No item bank {bank_id!r}; GET /v1/banks lists the banks.")
+        return bank
