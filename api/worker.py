@@ -18,7 +18,7 @@ import threading
 import uuid
 
 from . import webhooks
-from .db import Database, utcnow
+from .store import SessionStore as Database, utcnow
 from .store import outbox as store
 
 log = logging.getLogger("cat_prom.worker")

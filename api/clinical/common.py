@@ -5,7 +5,7 @@ import dataclasses
 import datetime as dt
 from typing import Callable
 
-from ..db import Database, as_utc, utcnow
+from ..store import SessionStore, as_utc, utcnow
 from ..problems import Problem
 from ..registry import Registry
 
@@ -43,7 +43,7 @@ def plain(record, *, drop: tuple = (), rename: dict | None = None) -> dict:
 class Base:
     """The clinical service's state: the database, the banks and a clock (tests move time on)."""
 
-    def __init__(self, db: Database, registry: Registry, clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(self, db: SessionStore, registry: Registry, clock: Callable[[], dt.datetime] = utcnow):
         self.db = db
         self.registry = registry
         self.clock = clock

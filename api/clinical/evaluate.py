@@ -16,7 +16,8 @@ import zlib
 
 import sqlalchemy as sa
 
-from ..db import dumps
+from cat_prom.jsonable import dumps
+
 from ..store import clinical as store
 from ..store import outbox
 from .common import ALERT_DEFAULTS, DEFAULT_MID_T, iso
@@ -73,16 +74,16 @@ class EvaluateMixin:
                     opened.append(a)
         return opened
 
-    def on_abandoned(self, conn, *, tenant: str, patient: str, session_id: str, recent_statuses: list[str],
-                     now: dt.datetime) -> list:
-        """The optional ``abandoned_sittings`` rule: the patient's last n sittings were all abandoned."""
+    def on_abandoned(self, conn, *, tenant: str, patient: str, session_id: str, recent, now: dt.datetime) -> list:
+        """The optional ``abandoned_sittings`` rule: the patient's last n sittings were all abandoned.
+        ``recent(n)`` gives the statuses of the patient's n newest sittings, newest first."""
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
         if "abandoned_sittings" not in settings.enabled_rules:
             return []
         from cat_prom.clinical.rules import abandoned_sittings
 
         lock_patient(conn, self.db, tenant, patient)
-        f = abandoned_sittings(recent_statuses, n=settings.abandoned_n)
+        f = abandoned_sittings(recent(settings.abandoned_n), n=settings.abandoned_n)
         if f is None:
             return []
         a = self._apply(conn, tenant, patient, store.SITTING, session_id, f, mid=None, now=now)

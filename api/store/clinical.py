@@ -11,7 +11,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import as_utc
+from .engine import as_utc
 from .clinical_tables import (acceptable_levels, alert_rule_settings, alerts, baselines, domain_results, goal_levels,
                               goal_ratings, personal_goals, tenant_bank_settings)
 
@@ -389,7 +389,7 @@ def alert_counts(conn: Connection, tenant: str, since: dt.datetime, until: dt.da
 
 def last_answered(conn: Connection, tenant: str) -> dict[str, dt.datetime]:
     """patient -> when they last answered anything (any sitting, finished or not)."""
-    from ..db import sessions
+    from .tables import sessions
     c = sessions.c
     rows = conn.execute(sa.select(c.patient_ref, sa.func.max(c.updated_at)).where(c.tenant == tenant,
                                                                                   c.n_responses > 0)

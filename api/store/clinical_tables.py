@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..db import metadata
+from .tables import metadata
 
 _TS = sa.DateTime(timezone=True)
 

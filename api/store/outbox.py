@@ -24,7 +24,8 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import as_utc, metadata
+from .engine import as_utc
+from .tables import metadata
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from api import webhooks
-from api.db import Database, utcnow
+from api.store import SessionStore as Database, utcnow
 from api.store import outbox as ob
 from apiserver import REPO, free_port
 
