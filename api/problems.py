@@ -121,6 +121,8 @@ _ENGINE = {
     "session-finished": "session-finished",
     "invalid-response": "invalid-response",
     "invalid-design": "invalid-design",
+    "design-needs-goal": "no-acceptable-level",
+    "invalid-goal": "validation-error",
 }
 
 

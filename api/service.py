@@ -188,14 +188,14 @@ class SessionService:
         for b in bank_ids:
             merged = {**(base_designs.get(b) or {}), **(args.get("design") or {}), **(per_bank.get(b) or {})}
             design = None
-            if merged and self.clinical is not None:
-                merged = self.clinical.resolve_goal_design(tenant, args["patient"], b, merged)
             if merged:
                 try:
                     design = Design.from_dict(merged)
                 except CatPromError as e:
                     raise Problem("invalid-design", f"design for bank {b!r}: {e.message}",
                                   errors={"design": [e.message]}, fields=jsonable(e.fields)) from None
+                if self.clinical is not None:
+                    design = self.clinical.resolve_goal_design(tenant, args["patient"], b, design)
             parts.append((reg.banks[b], design))
         return bank_ids, parts
 

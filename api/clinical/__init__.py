@@ -15,17 +15,14 @@ from .patients import PatientsMixin
 
 __all__ = ["ClinicalService"]
 
-GOAL = "goal"
-
-
 class ClinicalService(EvaluateMixin, PatientsMixin, GoalsMixin, AlertsMixin):
     """One object per app (``app.extensions["cat_prom"].clinical``)."""
 
-    def resolve_goal_design(self, tenant: str, patient: str, bank_id: str, design: dict) -> dict:
-        """A design whose classification threshold is ``"goal"`` with the patient's current acceptable
-        level (or the clinic default) put in by the engine's resolver; other designs unchanged."""
-        c = design.get("classification") if isinstance(design, dict) else None
-        if not isinstance(c, dict) or c.get("threshold_t") != GOAL:
+    def resolve_goal_design(self, tenant: str, patient: str, bank_id: str, design):
+        """A design (:class:`cat_prom.design.Design`) whose classification threshold is ``"goal"``, with the
+        patient's current acceptable level (or the clinic default) put in by the engine's
+        :func:`~cat_prom.design.resolve_design`; other designs unchanged."""
+        if design is None or not design.needs_goal:
             return design
         with self.db.read() as conn:
             t, _ = self.acceptable_t(conn, tenant, patient, bank_id)
@@ -36,5 +33,5 @@ class ClinicalService(EvaluateMixin, PatientsMixin, GoalsMixin, AlertsMixin):
                           f"/v1/patients/{{ref}}/goals/{bank_id} (or a clinic default with PUT "
                           f"/v1/settings/banks/{bank_id}), or give a number.",
                           errors={"design": [f"no acceptable level for {bank_id!r}"]})
-        from cat_prom.clinical.goal import resolve_design
+        from cat_prom.design import resolve_design
         return resolve_design(design, t)

@@ -12,8 +12,10 @@ from .common import ALERT_DEFAULTS, DEFAULT_MID_T, RULES, Base, iso, plain
 
 
 def render_alert(a) -> dict:
-    d = plain(a, drop=("tenant", "details", "ack_t_score"), rename={"patient_ref": "patient"})
-    d["details"] = json.loads(a.details)
+    d = plain(a, drop=("tenant", "details", "ack_record"), rename={"patient_ref": "patient"})
+    rec = json.loads(a.details)
+    d["details"] = {"certainty_required": rec.get("certainty_required"),
+                    "certainty_method": rec.get("certainty_method"), **(rec.get("values") or {})}
     return d
 
 

@@ -9,13 +9,13 @@ from ..store import SessionStore, as_utc, utcnow
 from ..problems import Problem
 from ..registry import Registry
 
-#: alert rules a tenant can switch on (docs/clinicians.md explains each)
-RULES = ("above_acceptable", "severe_band", "worse_than_previous", "worse_than_baseline", "abandoned_sittings")
-DEFAULT_RULES = ("above_acceptable", "severe_band", "worse_than_previous", "worse_than_baseline")
-DEFAULT_CERTAINTY = 0.8
-DEFAULT_ABANDONED_N = 3
-DEFAULT_GAS_RHO = 0.3
-DEFAULT_MID_T = 5.0
+from cat_prom.clinical.change import DEFAULT_MID as DEFAULT_MID_T
+from cat_prom.clinical.gas import DEFAULT_RHO as DEFAULT_GAS_RHO
+from cat_prom.clinical.rules import DEFAULT_CERTAINTY, RULES, RuleConfig
+
+#: the rules on by default and the abandoned-sittings run length: the engine's defaults
+DEFAULT_RULES = tuple(r for r in RULES if RuleConfig().is_enabled(r))
+DEFAULT_ABANDONED_N = RuleConfig().abandoned_n
 ALERT_DEFAULTS = {"enabled_rules": list(DEFAULT_RULES), "certainty": DEFAULT_CERTAINTY,
                   "abandoned_n": DEFAULT_ABANDONED_N, "gas_rho": DEFAULT_GAS_RHO}
 

@@ -12,24 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import zlib
-
-import sqlalchemy as sa
 
 from cat_prom.jsonable import dumps
 
 from ..store import clinical as store
 from ..store import outbox
 from .common import ALERT_DEFAULTS, DEFAULT_MID_T, iso
-
-
-def lock_patient(conn, db, tenant: str, patient: str) -> None:
-    """Serialise evaluations of one patient (two sittings finishing at once must not both open the
-    same alert). SQLite already runs one writer at a time; PostgreSQL takes a transaction-scoped
-    advisory lock on a hash of (tenant, patient)."""
-    if db.is_postgres:
-        key = zlib.crc32(f"{tenant}\x00{patient}".encode()) - 2**31
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 0x636C696E, "b": key})
 
 
 def domain_result_rows(tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list[dict]:
@@ -46,30 +34,48 @@ def domain_result_rows(tenant: str, patient: str, session_id: str, battery, now:
     return rows
 
 
+def rule_config(settings, bank_settings) -> "RuleConfig":
+    """The engine's :class:`~cat_prom.clinical.rules.RuleConfig` of a tenant's settings."""
+    from cat_prom.clinical.rules import RULES, RuleConfig
+
+    mids = {b: s.mid_t for b, s in bank_settings.items() if s.mid_t is not None}
+    rules = {r: {"enabled": r in settings.enabled_rules} for r in RULES}
+    rules["abandoned_sittings"]["n"] = settings.abandoned_n
+    return RuleConfig.from_dict({"certainty": settings.certainty, "mid_t": {"default": DEFAULT_MID_T, **mids},
+                                 "rules": rules})
+
+
+def _score(rec, bank):
+    from cat_prom.clinical.rules import DomainScore
+    return DomainScore.from_result({"status": rec.status, "t_score": rec.t_score, "t_se": rec.t_se}, bank)
+
+
 class EvaluateMixin:
     def on_finished(self, conn, *, tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list:
         """Store the sitting's domain results and run the alert rules; returns the alerts opened."""
-        lock_patient(conn, self.db, tenant, patient)
+        from cat_prom.clinical.rules import DomainScore, evaluate_domain
+
+        store.lock_patient(conn, self.db.is_postgres, tenant, patient)
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
-        bank_settings = store.bank_settings(conn, tenant)
+        config = rule_config(settings, store.bank_settings(conn, tenant))
         baselines = store.current_baselines(conn, tenant, patient)
         store.insert_domain_results(conn, domain_result_rows(tenant, patient, session_id, battery, now))
         opened = []
         for s in battery.sessions:
-            if not s.scored:
+            current = DomainScore.from_session(s)
+            if not current.scored:
                 continue  # a domain without answers never fires a score alert
             bank = s.bank
-            bs = bank_settings.get(bank.id)
-            mid = bs.mid_t if bs is not None and bs.mid_t is not None else DEFAULT_MID_T
             history = store.patient_domain_results(conn, tenant, patient, bank_id=bank.id, scored_only=True)
             earlier = [h for h in history if h.session_id != session_id]
             previous = earlier[-1] if earlier else None
             baseline = _baseline(earlier, baselines.get(bank.id))
             acceptable_t, _ = self.acceptable_t(conn, tenant, patient, bank.id)
-            firings = self._fire(s, previous=previous, baseline=baseline, acceptable_t=acceptable_t, mid=mid,
-                                 settings=settings)
-            for f in firings:
-                a = self._apply(conn, tenant, patient, bank.id, session_id, f, mid=mid, now=now)
+            records = evaluate_domain(current, config=config, acceptable_t=acceptable_t,
+                                      previous=None if previous is None else _score(previous, bank),
+                                      baseline=None if baseline is None else _score(baseline, bank))
+            for rec in records:
+                a = self._apply(conn, tenant, patient, bank.id, session_id, rec, mid=config.mid(bank.id), now=now)
                 if a is not None:
                     opened.append(a)
         return opened
@@ -77,47 +83,39 @@ class EvaluateMixin:
     def on_abandoned(self, conn, *, tenant: str, patient: str, session_id: str, recent, now: dt.datetime) -> list:
         """The optional ``abandoned_sittings`` rule: the patient's last n sittings were all abandoned.
         ``recent(n)`` gives the statuses of the patient's n newest sittings, newest first."""
+        from cat_prom.clinical.rules import evaluate_abandoned
+
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
         if "abandoned_sittings" not in settings.enabled_rules:
             return []
-        from cat_prom.clinical.rules import abandoned_sittings
-
-        lock_patient(conn, self.db, tenant, patient)
-        f = abandoned_sittings(recent(settings.abandoned_n), n=settings.abandoned_n)
-        if f is None:
+        store.lock_patient(conn, self.db.is_postgres, tenant, patient)
+        config = rule_config(settings, {})
+        statuses = [st for st in reversed(recent(settings.abandoned_n + 1)) if st != "in_progress"]
+        rec = evaluate_abandoned(statuses, config=config)
+        if rec is None:
             return []
-        a = self._apply(conn, tenant, patient, store.SITTING, session_id, f, mid=None, now=now)
+        a = self._apply(conn, tenant, patient, store.SITTING, session_id, rec, mid=config.mid(""), now=now)
         return [a] if a is not None else []
 
-    def _fire(self, session, *, previous, baseline, acceptable_t, mid, settings) -> list:
-        """The engine's rule records for one scored domain (only those that fire)."""
-        from cat_prom.clinical.rules import evaluate_domain
-
-        return evaluate_domain(
-            posterior=session.posterior, nodes=session.grid_theta, bank=session.bank,
-            t_score=session.t_score, t_se=session.t_se,
-            previous=None if previous is None else (previous.t_score, previous.t_se),
-            baseline=None if baseline is None else (baseline.t_score, baseline.t_se),
-            acceptable_t=acceptable_t, mid=mid, certainty=settings.certainty, rules=settings.enabled_rules)
-
-    def _apply(self, conn, tenant, patient, bank_id, session_id, firing, *, mid, now):
-        """Open, update or re-open the alert for (patient, domain, rule) as the engine decides;
-        a new alert is queued for the webhooks. Returns the new alert or None."""
+    def _apply(self, conn, tenant, patient, bank_id, session_id, rec: dict, *, mid: float, now):
+        """Open, update or re-open the alert for (patient, domain, rule) as the engine's
+        :func:`~cat_prom.clinical.dedupe.decide` says; a new alert is queued for the webhooks.
+        Returns the new alert or None."""
         from cat_prom.clinical.dedupe import decide
 
-        existing = store.latest_alert(conn, tenant, patient, bank_id, firing.rule)
-        action = decide(None if existing is None else {"status": existing.status, "t_score": existing.t_score,
-                                                       "ack_t_score": existing.ack_t_score},
-                        {"t_score": firing.t_score}, mid=mid, direction=firing.direction)
-        values = {"certainty": firing.certainty, "threshold_t": firing.threshold_t, "t_score": firing.t_score,
-                  "t_se": firing.t_se, "details": dumps(firing.details), "last_session_id": session_id,
-                  "updated_at": now}
+        existing = store.latest_alert(conn, tenant, patient, bank_id, rec["rule"])
+        live = None
+        if existing is not None:
+            live = {"status": existing.status}
+            if existing.ack_record is not None:
+                live["acknowledged_record"] = json.loads(existing.ack_record)
+        action = decide(live, rec, mid=mid).action
+        values = {"certainty": rec["certainty"], "threshold_t": rec["threshold_t"], "t_score": rec["t_score"],
+                  "t_se": rec["t_se"], "details": dumps(rec), "last_session_id": session_id, "updated_at": now}
         if action == "update":
             store.update_alert(conn, existing.id, **values)
             return None
-        if action not in ("open", "reopen"):
-            return None
-        a = store.insert_alert(conn, tenant=tenant, patient_ref=patient, bank_id=bank_id, rule=firing.rule,
+        a = store.insert_alert(conn, tenant=tenant, patient_ref=patient, bank_id=bank_id, rule=rec["rule"],
                                session_id=session_id, opened_at=now,
                                reopens=existing.id if action == "reopen" else None, **values)
         outbox.enqueue(conn, tenant=tenant, alert_id=a.id, event="alert.opened", payload=webhook_payload(a),

@@ -168,8 +168,8 @@ class GoalsMixin(Base):
 def gas_series(goals, ratings, rho: float) -> list[dict]:
     """The GAS T-score on each date any active goal was rated: every goal rated by then counts with its
     latest rating on or before that date (goals not yet rated are left out, and ``n_goals`` says how
-    many counted). The formula is the engine's (:func:`cat_prom.clinical.gas.gas_t`)."""
-    from cat_prom.clinical.gas import gas_t
+    many counted). The formula is the engine's (:func:`cat_prom.clinical.gas.gas_t_score`)."""
+    from cat_prom.clinical.gas import gas_t_score
 
     weights = {g.id: g.weight for g in goals}
     latest: dict[str, int] = {}
@@ -183,5 +183,5 @@ def gas_series(goals, ratings, rho: float) -> list[dict]:
             i += 1
         ids = sorted(latest)
         out.append({"date": d.isoformat(), "n_goals": len(ids),
-                    "t_score": float(gas_t([latest[g] for g in ids], [weights[g] for g in ids], rho=rho))})
+                    "t_score": float(gas_t_score([latest[g] for g in ids], [weights[g] for g in ids], rho=rho))})
     return out

@@ -1,8 +1,6 @@
 """The clinician's triage list and the clinical annotations of a patient's results over time."""
 from __future__ import annotations
 
-import dataclasses
-
 from ..store import clinical as store
 from .common import DEFAULT_MID_T, Base, iso
 from .alerts import render_alert
@@ -13,9 +11,7 @@ def change_between(earlier, later, *, direction: str, mid: float) -> dict:
     from cat_prom.clinical.change import change
 
     c = change(earlier.t_score, earlier.t_se, later.t_score, later.t_se, direction=direction, mid=mid)
-    d = dataclasses.asdict(c) if dataclasses.is_dataclass(c) else dict(c)
-    return {"from_session_id": earlier.session_id, "from_finished_at": iso(earlier.finished_at),
-            "from_t_score": earlier.t_score, **d}
+    return {"from_session_id": earlier.session_id, "from_finished_at": iso(earlier.finished_at), **c.to_dict()}
 
 
 class PatientsMixin(Base):

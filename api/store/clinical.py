@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
+import zlib
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -137,8 +138,17 @@ class Alert:
     updated_at: dt.datetime
     acknowledged_at: dt.datetime | None
     acknowledged_by: str | None
-    ack_t_score: float | None
+    ack_record: str | None
     note: str | None
+
+
+def lock_patient(conn: Connection, is_postgres: bool, tenant: str, patient: str) -> None:
+    """Serialise the evaluations of one patient within the caller's transaction (two sittings
+    finishing at once must not both open the same alert). SQLite already runs one writer at a
+    time; PostgreSQL takes a transaction-scoped advisory lock on a hash of (tenant, patient)."""
+    if is_postgres:
+        key = zlib.crc32(f"{tenant}\x00{patient}".encode()) - 2**31
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 0x636C696E, "b": key})
 
 
 # --------------------------------------------------------------------------- domain results
@@ -352,12 +362,12 @@ def get_alert(conn: Connection, tenant: str, alert_id: str) -> Alert | None:
 
 def acknowledge_alert(conn: Connection, tenant: str, alert_id: str, *, by: str, note: str,
                       now: dt.datetime) -> bool:
-    """Acknowledge an open alert (False if it is not open); its T at this moment is kept as the
-    reference a re-opening must exceed by the MID."""
+    """Acknowledge an open alert (False if it is not open); its rule record at this moment is kept as
+    the reference a re-opening must exceed by the MID."""
     c = alerts.c
     return conn.execute(alerts.update().where(c.id == alert_id, c.tenant == tenant, c.status == OPEN).values(
         status=ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by, note=note, updated_at=now,
-        ack_t_score=c.t_score)).rowcount == 1
+        ack_record=c.details)).rowcount == 1
 
 
 def list_alerts(conn: Connection, tenant: str, *, status: str | None = None, patient: str | None = None,

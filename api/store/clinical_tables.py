@@ -129,7 +129,7 @@ alerts = sa.Table(
     sa.Column("threshold_t", sa.Float, nullable=True),
     sa.Column("t_score", sa.Float, nullable=True),
     sa.Column("t_se", sa.Float, nullable=True),
-    sa.Column("details", sa.Text, nullable=False),              # JSON: the values the rule used
+    sa.Column("details", sa.Text, nullable=False),              # JSON: the engine's rule record
     sa.Column("session_id", sa.String(40), nullable=True),      # the sitting that opened it
     sa.Column("last_session_id", sa.String(40), nullable=True),  # the newest sitting that confirmed it
     sa.Column("reopens", sa.String(40), nullable=True),          # the acknowledged alert this one re-opens
@@ -137,7 +137,7 @@ alerts = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
     sa.Column("acknowledged_at", _TS, nullable=True),
     sa.Column("acknowledged_by", sa.String(40), nullable=True),
-    sa.Column("ack_t_score", sa.Float, nullable=True),           # the T when acknowledged (re-open reference)
+    sa.Column("ack_record", sa.Text, nullable=True),             # JSON: the rule record when acknowledged
     sa.Column("note", sa.String(1000), nullable=True),
     sa.Index("ix_alerts_tenant_status", "tenant", "status", "opened_at"),
     sa.Index("ix_alerts_key", "tenant", "patient_ref", "bank_id", "rule", "opened_at"),

@@ -134,7 +134,7 @@ def upgrade() -> None:
         sa.Column("updated_at", TS, nullable=False),
         sa.Column("acknowledged_at", TS, nullable=True),
         sa.Column("acknowledged_by", sa.String(40), nullable=True),
-        sa.Column("ack_t_score", sa.Float, nullable=True),
+        sa.Column("ack_record", sa.Text, nullable=True),
         sa.Column("note", sa.String(1000), nullable=True),
     )
     op.create_index("ix_alerts_tenant_status", "alerts", ["tenant", "status", "opened_at"])
