@@ -30,7 +30,7 @@ from typing import Any
 from cat_prom.errors import CatPromError
 from cat_prom.jsonable import jsonable
 
-from .problems import Problem
+from .problems import Problem, engine_problem
 from .registry import Registry
 from .store import (ABANDONED, EXPIRED, FINISHED, IN_PROGRESS, Advance, ResponseRecord, SessionRecord,
                     SessionStore, as_utc, utcnow)
@@ -192,8 +192,9 @@ class SessionService:
                 try:
                     design = Design.from_dict(merged)
                 except CatPromError as e:
+                    p = engine_problem(e)
                     raise Problem("invalid-design", f"design for bank {b!r}: {e.message}",
-                                  errors={"design": [e.message]}, fields=jsonable(e.fields)) from None
+                                  errors={"design": [e.message]}, **p.extra) from None
                 if self.clinical is not None:
                     design = self.clinical.resolve_goal_design(tenant, args["patient"], b, design)
             parts.append((reg.banks[b], design))
