@@ -42,6 +42,19 @@ def _sitting(client, h, patient, category, bank="pain-intensity"):
 
 
 def test_weekly_sittings_alert_once_acknowledge_reopen_on_mid_worsening(client, keys, clock):
+    _weekly_scenario(client, keys, clock)
+
+
+@pytest.mark.postgres
+def test_weekly_scenario_on_postgres(pg_app, monkeypatch):
+    from apihelpers import Keys
+    c = Clock(T0)
+    monkeypatch.setattr("api.service.utcnow", c)
+    pg_app.extensions["cat_prom"].clinical.clock = c
+    _weekly_scenario(pg_app.test_client(), Keys(pg_app), c)
+
+
+def _weekly_scenario(client, keys, clock):
     app_h, clin, admin = keys["patient-app"], keys["clinician"], keys["admin"]
     r = client.put("/v1/settings/alerts", headers=admin, json={"enabled_rules": ["above_acceptable"]})
     assert r.status_code == 200 and r.json["certainty"] == 0.8
@@ -73,7 +86,7 @@ def test_weekly_sittings_alert_once_acknowledge_reopen_on_mid_worsening(client, 
             clock.t += dt.timedelta(hours=3)
             r = client.post(f"/v1/alerts/{first}/acknowledge", headers=clin, json={"note": "phoned; plan changed"})
             assert r.status_code == 200 and r.json["status"] == "acknowledged"
-            assert r.json["acknowledged_by"] == keys.make.__self__._made["clinician"]["_id"]
+            assert r.json["acknowledged_by"] == keys._made["clinician"]["_id"]  # who acknowledged: the key
         elif week == 3:
             assert [(x["id"], x["status"]) for x in alerts] == [(first, "acknowledged")]  # unchanged: no new alert
             assert alerts[0]["last_session_id"] == view["id"]  # the acknowledged alert was updated
