@@ -205,3 +205,38 @@ def test_two_sittings_finishing_at_once_open_one_alert_on_postgres(pg_app):
         alerts = setup.get("/v1/alerts", headers=clin, query_string={"patient": patient}).json["alerts"]
         assert len(alerts) == 1 and alerts[0]["status"] == "open"
         assert {alerts[0]["session_id"], alerts[0]["last_session_id"]} == {v["id"] for v in views}
+
+
+def test_clinical_replies_match_the_openapi_document(client, keys):
+    """The bodies of the clinical routes validate against their component schemas (nullable fields
+    included): what the document says is what is sent."""
+    import jsonschema
+
+    from test_openapi_conformance import _json_schema
+    w = _world(client, keys)
+    # a not-scored sitting too: nulls where scores would be
+    v = client.post("/v1/sessions", headers=keys["patient-app"], json={"banks": ["sleep-disturbance"],
+                                                                        "patient": "p-1"}).json
+    while v["status"] == "in_progress":
+        q = v["question"]
+        v = client.post(f"/v1/sessions/{v['id']}/responses", headers=keys["patient-app"],
+                        json={"seq": q["seq"], "item_id": q["item_id"], "declined": True}).json
+    client.post(f"/v1/patients/p-1/personal-goals/{w['goal']}/ratings", headers=keys["clinician"], json={"level": 1})
+    spec = client.get("/v1/openapi.json").json
+    clin, admin = keys["clinician"], keys["admin"]
+    checks = [
+        ("/v1/patients", clin, "Triage"),
+        ("/v1/patients/p-1/results", clin, "PatientResults"),
+        ("/v1/patients/p-1/goals", clin, "Goals"),
+        ("/v1/patients/p-1/personal-goals", clin, "PersonalGoals"),
+        ("/v1/alerts", clin, "AlertList"),
+        ("/v1/alerts/stats", clin, "AlertStats"),
+        (f"/v1/alerts/{w['alert']}", clin, "Alert"),
+        ("/v1/settings", admin, "Settings"),
+    ]
+    for path, h, name in checks:
+        r = client.get(path, headers=h)
+        assert r.status_code == 200, path
+        jsonschema.validate(r.json, _json_schema(spec, name))
+    results = client.get("/v1/patients/p-1/results", headers=clin).json["sessions"]
+    assert any(d["status"] == "not_scored" for s in results for d in s["results"])
