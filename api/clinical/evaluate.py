@@ -57,7 +57,8 @@ class EvaluateMixin:
 
         store.lock_patient(conn, self.db.is_postgres, tenant, patient)
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
-        config = rule_config(settings, store.bank_settings(conn, tenant))
+        bank_settings = store.bank_settings(conn, tenant)
+        config = rule_config(settings, bank_settings)
         baselines = store.current_baselines(conn, tenant, patient)
         store.insert_domain_results(conn, domain_result_rows(tenant, patient, session_id, battery, now))
         opened = []
@@ -70,7 +71,7 @@ class EvaluateMixin:
             earlier = [h for h in history if h.session_id != session_id]
             previous = earlier[-1] if earlier else None
             baseline = _baseline(earlier, baselines.get(bank.id))
-            acceptable_t, _ = self.acceptable_t(conn, tenant, patient, bank.id)
+            acceptable_t, _ = self.acceptable_t(conn, tenant, patient, bank.id, bank_settings)
             records = evaluate_domain(current, config=config, acceptable_t=acceptable_t,
                                       previous=None if previous is None else _score(previous, bank),
                                       baseline=None if baseline is None else _score(baseline, bank))
