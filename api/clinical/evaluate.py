@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+
+from sqlalchemy.exc import OperationalError
 
 from cat_prom.jsonable import dumps
 
 from ..store import clinical as store
 from ..store import outbox
 from .common import ALERT_DEFAULTS, DEFAULT_MID_T, iso
+
+log = logging.getLogger("cat_prom.api.clinical")
 
 
 def domain_result_rows(tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list[dict]:
@@ -52,15 +57,30 @@ def _score(rec, bank):
 
 class EvaluateMixin:
     def on_finished(self, conn, *, tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list:
-        """Store the sitting's domain results and run the alert rules; returns the alerts opened."""
+        """Store the sitting's domain results and run the alert rules; returns the alerts opened.
+
+        The rules run in a savepoint: should they fail on something unforeseen (a bug, not the
+        database going away), their writes are undone and logged as an error, and the answer and
+        the domain results still commit: a patient is never left unable to finish a sitting."""
+        store.lock_patient(conn, self.db.is_postgres, tenant, patient)
+        store.insert_domain_results(conn, domain_result_rows(tenant, patient, session_id, battery, now))
+        try:
+            with store.savepoint(conn):
+                return self._evaluate(conn, tenant, patient, session_id, battery, now)
+        except OperationalError:
+            raise  # the database is unavailable: the answer fails too (503) and is retried whole
+        except Exception as e:
+            log.error("alert rules failed for session %s (%s); the answer and its scores were kept, no alert "
+                      "was evaluated", session_id, type(e).__name__)
+            return []
+
+    def _evaluate(self, conn, tenant, patient, session_id, battery, now) -> list:
         from cat_prom.clinical.rules import DomainScore, evaluate_domain
 
-        store.lock_patient(conn, self.db.is_postgres, tenant, patient)
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
         bank_settings = store.bank_settings(conn, tenant)
         config = rule_config(settings, bank_settings)
         baselines = store.current_baselines(conn, tenant, patient)
-        store.insert_domain_results(conn, domain_result_rows(tenant, patient, session_id, battery, now))
         opened = []
         for s in battery.sessions:
             current = DomainScore.from_session(s)

@@ -226,3 +226,18 @@ def test_personal_goals_and_gas_t_scores(client, keys, clock):
     client.put("/v1/settings/alerts", headers=keys["admin"], json={"enabled_rules": [], "gas_rho": 0.5})
     gas = client.get("/v1/patients/p-1/personal-goals", headers=clin).json["gas"]
     assert gas["rho"] == 0.5 and gas["series"][0]["t_score"] == pytest.approx(t([-1], [1], rho=0.5), abs=1e-9)
+
+
+def test_a_failing_rule_never_blocks_the_finishing_answer(client, keys, clock, monkeypatch, caplog):
+    """An unforeseen error in the rules is logged and undone; the answer and its scores are kept."""
+    import cat_prom.clinical.rules as rules
+
+    def boom(*a, **k):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(rules, "evaluate_domain", boom)
+    view = _sitting(client, keys["patient-app"], "p-bug", 4)
+    assert view["results"][0]["status"] == "scored"
+    res = client.get("/v1/patients/p-bug/results", headers=keys["clinician"]).json["sessions"]
+    assert len(res) == 1 and res[0]["results"][0]["change"] is not None  # domain results were stored
+    assert client.get("/v1/alerts", headers=keys["clinician"]).json["alerts"] == []
+    assert any("alert rules failed" in r.getMessage() and "p-bug" not in r.getMessage() for r in caplog.records)
