@@ -43,18 +43,16 @@ class PatientsMixin(Base):
             open_alerts = store.open_alerts_by_patient(conn, tenant)
             last_answered = store.last_answered(conn, tenant)
             mids = self._mids(conn, tenant)
-        series: dict[tuple[str, str], list] = {}
+        series: dict[str, dict[str, list]] = {}  # patient -> bank -> scored results, oldest first
         for r in scored:
-            series.setdefault((r.patient_ref, r.bank_id), []).append(r)
+            series.setdefault(r.patient_ref, {}).setdefault(r.bank_id, []).append(r)
         alerts_by: dict[str, list] = {}
         for a in open_alerts:
             alerts_by.setdefault(a.patient_ref, []).append(a)
         rows = []
         for patient, last_finished in patients:
             domains, worst = [], 0.0
-            for (p, bank_id), hist in sorted(series.items()):
-                if p != patient:
-                    continue
+            for bank_id, hist in sorted(series.get(patient, {}).items()):
                 last = hist[-1]
                 ch = None
                 if len(hist) > 1:
