@@ -356,7 +356,7 @@ class SessionService:
             def then(conn, before):
                 self.clinical.on_abandoned(conn, tenant=tenant, patient=before.patient_ref, session_id=sid,
                                            recent=lambda n: self.store.recent_statuses(conn, tenant,
-                                                                                       before.patient_ref, n),
+                                                                                       before.patient_ref, n, now),
                                            now=now)
         before = self.store.abandon(sid, tenant, now, then=then)
         if before is None:

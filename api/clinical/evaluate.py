@@ -102,8 +102,9 @@ class EvaluateMixin:
         return opened
 
     def on_abandoned(self, conn, *, tenant: str, patient: str, session_id: str, recent, now: dt.datetime) -> list:
-        """The optional ``abandoned_sittings`` rule: the patient's last n sittings were all abandoned.
-        ``recent(n)`` gives the statuses of the patient's n newest sittings, newest first."""
+        """The optional ``abandoned_sittings`` rule, run when a sitting is abandoned: the patient's last
+        n sittings were all abandoned or expired. ``recent(n)`` gives the statuses of the patient's n
+        newest sittings, newest first (sittings past their expiry as ``expired``)."""
         from cat_prom.clinical.rules import evaluate_abandoned
 
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)

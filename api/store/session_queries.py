@@ -95,11 +95,14 @@ class SessionQueries:
             log = [_response_record(r) for r in conn.execute(_SEL_LOG, {"p_sid": sid, "p_upto": upto})]
         return json.loads(config), log
 
-    def recent_statuses(self, conn: Connection, tenant: str, patient_ref: str, n: int) -> list[str]:
-        """The statuses of the patient's ``n`` newest sittings, newest first, in the caller's transaction."""
-        q = (sa.select(sessions.c.status).where(sessions.c.tenant == tenant, sessions.c.patient_ref == patient_ref)
+    def recent_statuses(self, conn: Connection, tenant: str, patient_ref: str, n: int,
+                        now: dt.datetime) -> list[str]:
+        """The statuses of the patient's ``n`` newest sittings as of ``now`` (an in-progress sitting
+        past its expiry is ``expired``), newest first, in the caller's transaction."""
+        q = (sa.select(sessions.c.status, sessions.c.expires_at)
+             .where(sessions.c.tenant == tenant, sessions.c.patient_ref == patient_ref)
              .order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(n))
-        return list(conn.execute(q).scalars())
+        return [EXPIRED if st == IN_PROGRESS and now > as_utc(exp) else st for st, exp in conn.execute(q)]
 
     def get_response(self, sid: str, seq: int) -> ResponseRecord | None:
         with self.read(snapshot=False) as conn:
