@@ -159,7 +159,12 @@ class SessionService:
             status=FINISHED if finished else IN_PROGRESS, battery_id=battery_id, bank_ids=bank_ids, version=0,
             n_responses=0, created_at=now, updated_at=now, expires_at=now + self.ttl,
             finished_at=now if finished else None, result=jsonable(battery.results()) if finished else None)
-        self.store.insert_session(rec, battery.to_dict())
+        then = None
+        if finished and self.clinical is not None:  # nothing could be asked: every domain not scored
+            def then(conn):
+                self.clinical.on_finished(conn, tenant=tenant, patient=rec.patient_ref, session_id=rec.id,
+                                          battery=battery, now=now)
+        self.store.insert_session(rec, battery.to_dict(), then=then)
         if not finished:
             self.cache.put(rec.id, 0, battery, rec)
         return self.render(rec, battery, now)

@@ -71,8 +71,10 @@ def _response_params(resp: ResponseRecord) -> dict[str, Any]:
 class SessionQueries:
     """Sittings and their response logs. Mixed into :class:`api.store.SessionStore`."""
 
-    def insert_session(self, rec: SessionRecord, config: dict) -> None:
-        """Create a sitting: its summary and its immutable ``config`` (the engine's state without log)."""
+    def insert_session(self, rec: SessionRecord, config: dict,
+                       then: Callable[[Connection], None] | None = None) -> None:
+        """Create a sitting: its summary and its immutable ``config`` (the engine's state without log);
+        ``then(conn)`` runs in the same transaction (a sitting finished at creation: its domain results)."""
         with self.write() as conn:
             conn.execute(_INS_SESSION, {
                 "id": rec.id, "tenant": rec.tenant, "patient_ref": rec.patient_ref, "status": rec.status,
@@ -80,6 +82,8 @@ class SessionQueries:
                 "version": rec.version, "n_responses": rec.n_responses, "created_at": rec.created_at,
                 "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
                 "result": None if rec.result is None else dumps(rec.result)})
+            if then is not None:
+                then(conn)
 
     def get_session(self, sid: str, tenant: str) -> SessionRecord | None:
         """The sitting ``sid`` of ``tenant`` without its config, or None (one autocommit statement)."""
