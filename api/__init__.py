@@ -24,6 +24,7 @@ from cat_prom.jsonfile import parse_json
 from .config import load_config
 from .problems import Problem, register as register_problems
 from .registry import Registry
+from .clinical import ClinicalService
 from .service import SessionService
 from .store import SessionStore
 
@@ -41,6 +42,7 @@ class Extension:
     store: SessionStore
     registry: Registry
     sessions: SessionService
+    clinical: ClinicalService
 
 
 class _RequestIdFilter(logging.Filter):
@@ -101,16 +103,20 @@ def create_app(config: dict | None = None) -> Flask:
     if settings["CAT_PROM_AUTO_MIGRATE"]:
         store.migrate()
     registry = Registry.load(settings["CAT_PROM_BANKS_DIR"])
+    clinical = ClinicalService(store, registry)
     ext = Extension(store=store, registry=registry,
-                    sessions=SessionService(store, registry, settings["CAT_PROM_SESSION_TTL"]))
+                    sessions=SessionService(store, registry, settings["CAT_PROM_SESSION_TTL"], clinical=clinical),
+                    clinical=clinical)
     app.extensions["cat_prom"] = ext
 
     from .smorest import Api
-    from .routes import banks, health, keys, patients, reference, sessions, simulations
+    from .routes import alerts, banks, goals, health, keys, patients, reference, sessions, settings as settings_routes
+    from .routes import simulations, webhooks
 
     api = Api(app)
     register_problems(app)
-    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, keys.blp, simulations.blp):
+    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, goals.blp, alerts.blp, settings_routes.blp,
+                webhooks.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
     _install_hooks(app)

@@ -15,11 +15,12 @@ import sys
 
 ROLES = ("patient-app", "clinician", "researcher", "admin")
 #: The commands this module adds, with their one-line help (a literal: `cat-prom --help` reads it statically).
-COMMANDS = {"serve": "run the HTTP API under gunicorn", "keys": "manage API keys"}
+COMMANDS = {"serve": "run the HTTP API under gunicorn", "keys": "manage API keys",
+            "worker": "deliver alert webhooks from the outbox"}
 
 
 def add_subcommands(subparsers) -> None:
-    """Add ``serve`` and ``keys`` to an argparse ``subparsers`` object; each sets ``func``."""
+    """Add ``serve``, ``keys`` and ``worker`` to an argparse ``subparsers`` object; each sets ``func``."""
     p = subparsers.add_parser("serve", help=COMMANDS["serve"],
                               description="Run the cat-prom HTTP API (gunicorn; Flask's debug server with --debug). "
                                           "On first start with no API keys, creates an admin and a patient-app key "
@@ -64,6 +65,28 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("key_id")
     r.add_argument("--json", action="store_true", help="print JSON")
     r.set_defaults(func=run_keys)
+
+    w = subparsers.add_parser("worker", help=COMMANDS["worker"],
+                              description="Deliver alert events from the outbox to the tenants' webhook endpoints "
+                                          "(signed POSTs, retries with exponential backoff, a delivery log). Several "
+                                          "workers may share one PostgreSQL database; run one with SQLite.")
+    w.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
+    w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    w.add_argument("--batch", type=int, default=10, metavar="N", help="rows claimed per round (default 10)")
+    w.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                   help="pause when nothing is due (default 1)")
+    w.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="HTTP timeout per delivery (default 10)")
+    w.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
+                   help="how long a claimed row is reserved; after a worker crash its rows are retried once "
+                        "the lease ends (default 60; must exceed --timeout)")
+    w.add_argument("--max-attempts", type=int, default=10, metavar="N",
+                   help="attempts before a delivery is marked failed (default 10)")
+    w.add_argument("--backoff", type=float, default=5.0, metavar="SECONDS",
+                   help="first retry delay, doubled per attempt (default 5)")
+    w.add_argument("--backoff-max", type=float, default=3600.0, metavar="SECONDS",
+                   help="longest retry delay (default 3600)")
+    w.set_defaults(func=run_worker)
 
 
 def handle(args) -> int:
@@ -155,6 +178,31 @@ def run_keys(args) -> int:
     finally:
         db.dispose()
     return 2  # pragma: no cover
+
+
+# ---------------------------------------------------------------------- worker
+def run_worker(args) -> int:
+    import logging
+
+    from .worker import Worker, WorkerConfig
+    _apply_env(args)
+    settings = _settings()
+    if args.timeout >= args.lease:
+        print("cat-prom worker: --lease must be longer than --timeout", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings["CAT_PROM_LOG_LEVEL"].upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db = _database(settings)
+    try:
+        w = Worker(db, WorkerConfig(batch=args.batch, poll_s=args.poll, lease_s=args.lease, timeout_s=args.timeout,
+                                    max_attempts=args.max_attempts, backoff_base_s=args.backoff,
+                                    backoff_max_s=args.backoff_max))
+        w.install_signal_handlers()
+        print(f"cat-prom worker {w.name}: delivering the outbox", flush=True)
+        w.run(once=args.once)
+    finally:
+        db.dispose()
+    return 0
 
 
 # ----------------------------------------------------------------------- serve

@@ -33,6 +33,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "bank-not-found": (404, "Item bank not found"),
     "battery-not-found": (404, "Battery not found"),
     "key-not-found": (404, "API key not found"),
+    "alert-not-found": (404, "Alert not found"),
+    "webhook-not-found": (404, "Webhook endpoint not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
     "conflict": (409, "Conflict"),
@@ -44,6 +46,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "session-finished": (409, "Session finished"),
     "bank-changed": (409, "Item bank changed since the session started"),
     "own-key": (409, "A key cannot revoke itself"),
+    "alert-acknowledged": (409, "Alert already acknowledged"),
     "session-abandoned": (409, "Session abandoned"),
     "session-expired": (410, "Session expired"),
     "payload-too-large": (413, "Request body too large"),
@@ -60,6 +63,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-data": (422, "Invalid data"),
     "calibration-error": (422, "Calibration not possible on these data"),
     "engine-error": (422, "The engine could not process this request"),
+    "no-acceptable-level": (422, "No acceptable level to stop at"),
     "too-many-requests": (429, "Too many requests"),
     "internal-error": (500, "Internal server error"),
     "service-unavailable": (503, "Service unavailable"),
@@ -131,6 +135,9 @@ ENGINE_PROBLEMS: dict[str, str] = {
     "invalid-data": "invalid-data",
     "calibration-error": "calibration-error",
     "cat-prom-error": "engine-error",
+    "design-needs-goal": "no-acceptable-level",
+    "invalid-goal": "validation-error",
+    "invalid-rules": "validation-error",
 }
 
 

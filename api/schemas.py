@@ -1,6 +1,7 @@
 """Marshmallow schemas at the edge: request validation and the OpenAPI document."""
 from __future__ import annotations
 
+import datetime as dt
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -162,10 +163,14 @@ class DomainResultSchema(ma.Schema):
     finished = fields.Boolean()
     estimator = fields.String()
     flag = fields.String()
-    theta = fields.Float(allow_nan=False)
-    se = fields.Float()
-    t_score = fields.Float()
-    t_se = fields.Float()
+    status = fields.String(metadata={"description": "`scored`, or `not_scored` when the patient answered nothing "
+                                                    "in this domain: then theta, se, t_score, t_se and band are null."})
+    status_reason = fields.String(allow_none=True, metadata={
+        "description": "Why not scored: `no_answers`, `all_declined` or `no_eligible_items`; null when scored."})
+    theta = fields.Float(allow_nan=False, allow_none=True)
+    se = fields.Float(allow_none=True)
+    t_score = fields.Float(allow_none=True)
+    t_se = fields.Float(allow_none=True)
     band = fields.String(allow_none=True)
     stop_reason = fields.String(allow_none=True, metadata={"description": "Which stop rule fired."})
     stop_detail = fields.String(allow_none=True)
@@ -211,9 +216,51 @@ class BankListSchema(ma.Schema):
     batteries = fields.List(fields.Dict())
 
 
-class PatientResultsQuerySchema(Strict):
+class Page(Strict):
+    """``limit`` and ``offset`` of a paginated list."""
+
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10**9))
+
+
+class PatientResultsQuerySchema(Page):
+    from_ = fields.AwareDateTime(data_key="from", default_timezone=dt.timezone.utc, metadata={
+        "description": "Only sittings finished at or after this time (ISO 8601; UTC if no offset)."})
+    to = fields.AwareDateTime(default_timezone=dt.timezone.utc, metadata={
+        "description": "Only sittings finished at or before this time."})
+
+
+class ChangeSchema(ma.Schema):
+    from_session_id = fields.String(metadata={"description": "The sitting compared with."})
+    from_finished_at = fields.String()
+    t_from = fields.Float()
+    t_to = fields.Float()
+    delta_t = fields.Float(metadata={"description": "T now minus T then."})
+    se_delta = fields.Float(metadata={"description": "SE of the change: sqrt(SE_then² + SE_now²)."})
+    rci = fields.Float(allow_none=True, metadata={"description": "Reliable change index delta_t / se_delta."})
+    reliable = fields.Boolean(metadata={"description": "|delta_t| > 1.96 se_delta (Jacobson & Truax 1991)."})
+    reaches_mid = fields.Boolean(metadata={"description": "|delta_t| >= the domain's MID."})
+    direction = fields.String(metadata={"description": "`worse`, `better` or `none`, by the bank's direction."})
+    mid = fields.Float(metadata={"description": "The MID used, T points."})
+
+
+class DomainChangeSchema(ma.Schema):
+    previous = fields.Nested(ChangeSchema, allow_none=True, metadata={"description": "Against the previous scored sitting."})
+    baseline = fields.Nested(ChangeSchema, allow_none=True, metadata={
+        "description": "Against the baseline: the sitting a clinician marked, else the first scored one."})
+    mid_t = fields.Float()
+
+
+class DomainGoalSchema(ma.Schema):
+    t_score = fields.Float(metadata={"description": "The patient's acceptable level now."})
+    source = fields.String(metadata={"description": "`patient` or `clinic_default`"})
+
+
+class AnnotatedDomainResultSchema(DomainResultSchema):
+    change = fields.Nested(DomainChangeSchema, allow_none=True, metadata={"description": "null when not scored."})
+    goal = fields.Nested(DomainGoalSchema, allow_none=True)
+    alerts = fields.List(fields.Dict(), metadata={
+        "description": "Alerts this sitting opened or confirmed in this domain (GET /v1/alerts/{id})."})
 
 
 class PatientResultSchema(ma.Schema):
@@ -222,7 +269,7 @@ class PatientResultSchema(ma.Schema):
     banks = fields.List(fields.String())
     created_at = fields.String()
     finished_at = fields.String()
-    results = fields.List(fields.Nested(DomainResultSchema))
+    results = fields.List(fields.Nested(AnnotatedDomainResultSchema))
 
 
 class PatientResultsSchema(ma.Schema):

@@ -110,8 +110,10 @@ def effective_status(rec: SessionRecord, now: dt.datetime) -> str:
 
 
 class SessionService:
-    def __init__(self, store: SessionStore, registry: Registry, ttl_seconds: int, cache_size: int = 5000):
+    def __init__(self, store: SessionStore, registry: Registry, ttl_seconds: int, cache_size: int = 5000,
+                 clinical=None):
         self.store = store
+        self.clinical = clinical  #: api.clinical.ClinicalService: goals for designs, evaluation on finish
         self.registry = registry
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.cache = SessionCache(cache_size)
@@ -145,7 +147,7 @@ class SessionService:
         """Start a sitting; returns its rendering (with the first question)."""
         Battery, _ = _engine()
         battery_id = args.get("battery")
-        bank_ids, parts = self._domains(args)
+        bank_ids, parts = self._domains(args, tenant)
         seed = args.get("seed")
         if seed is None:
             seed = secrets.randbits(62)
@@ -157,13 +159,19 @@ class SessionService:
             status=FINISHED if finished else IN_PROGRESS, battery_id=battery_id, bank_ids=bank_ids, version=0,
             n_responses=0, created_at=now, updated_at=now, expires_at=now + self.ttl,
             finished_at=now if finished else None, result=jsonable(battery.results()) if finished else None)
-        self.store.insert_session(rec, battery.to_dict())
+        then = None
+        if finished and self.clinical is not None:  # nothing could be asked: every domain not scored
+            def then(conn):
+                self.clinical.on_finished(conn, tenant=tenant, patient=rec.patient_ref, session_id=rec.id,
+                                          battery=battery, now=now)
+        self.store.insert_session(rec, battery.to_dict(), then=then)
         if not finished:
             self.cache.put(rec.id, 0, battery, rec)
         return self.render(rec, battery, now)
 
-    def _domains(self, args: dict) -> tuple[list[str], list[tuple]]:
-        """The sitting's bank ids and (bank, design) pairs, designs merged battery < all < per bank."""
+    def _domains(self, args: dict, tenant: str) -> tuple[list[str], list[tuple]]:
+        """The sitting's bank ids and (bank, design) pairs, designs merged battery < all < per bank; a
+        classification threshold ``"goal"`` becomes the patient's acceptable level (or the clinic's)."""
         _, Design = _engine()
         reg = self.registry
         battery_id = args.get("battery")
@@ -200,6 +208,8 @@ class SessionService:
                     p = engine_problem(e)
                     raise Problem("invalid-design", f"design for bank {b!r}: {e.message}",
                                   errors={"design": [e.message]}, **p.extra) from None
+                if self.clinical is not None:
+                    design = self.clinical.resolve_goal_design(tenant, args["patient"], b, design)
             parts.append((reg.banks[b], design))
         return bank_ids, parts
 
@@ -284,7 +294,13 @@ class SessionService:
     def _write(self, rec: SessionRecord, battery, response: ResponseRecord) -> dict | None:
         """Store ``response`` (already applied to ``battery``) if the row is still at ``rec.version``."""
         adv = self._advance(rec, battery, response)
-        if not self.store.advance(rec.id, rec.version, adv):
+        then = None
+        if adv.status == FINISHED and self.clinical is not None:
+            # domain results, alerts and their outbox rows commit with the finishing answer, or not at all
+            def then(conn):
+                self.clinical.on_finished(conn, tenant=rec.tenant, patient=rec.patient_ref, session_id=rec.id,
+                                          battery=battery, now=response.created_at)
+        if not self.store.advance(rec.id, rec.version, adv, then=then):
             return None  # another request moved the session on first (nothing written): start again
         new = _advanced(rec, adv)
         if adv.status == FINISHED:
@@ -339,18 +355,27 @@ class SessionService:
         return self.render(rec, battery, now, answers=log)
 
     def abandon(self, tenant: str, sid: str) -> None:
-        before = self.store.abandon(sid, tenant, utcnow())
+        now = utcnow()
+        then = None
+        if self.clinical is not None:
+            def then(conn, before):
+                self.clinical.on_abandoned(conn, tenant=tenant, patient=before.patient_ref, session_id=sid,
+                                           recent=lambda n: self.store.recent_statuses(conn, tenant,
+                                                                                       before.patient_ref, n, now),
+                                           now=now)
+        before = self.store.abandon(sid, tenant, now, then=then)
         if before is None:
             raise _not_found(sid)
         if before.status == FINISHED:
             raise Problem("session-finished", "A finished session cannot be abandoned; its results are kept.")
         self.cache.discard(sid)
 
-    def patient_results(self, tenant: str, patient: str, limit: int, offset: int) -> dict:
+    def patient_results(self, tenant: str, patient: str, limit: int, offset: int, *,
+                        since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict:
         return {"patient": patient, "sessions": [
             {"session_id": r.id, "battery": r.battery_id, "banks": r.bank_ids, "created_at": iso(r.created_at),
              "finished_at": iso(r.finished_at), "results": r.result or []}
-            for r in self.store.list_finished(tenant, patient, limit, offset)]}
+            for r in self.store.list_finished(tenant, patient, limit, offset, since=since, until=until)]}
 
     # ----------------------------------------------------------------- helpers
     def _question(self, battery, seq: int, n_domains: int) -> dict | None:

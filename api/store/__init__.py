@@ -7,6 +7,7 @@ from .key_queries import KeyQueries
 from .records import Advance, KeyRecord, ResponseRecord, SessionRecord
 from .session_queries import ABANDONED, EXPIRED, FINISHED, IN_PROGRESS, SessionQueries
 from .tables import api_keys, metadata, responses, sessions
+from . import clinical_tables, outbox  # noqa: F401  (the clinical layer's tables join `metadata`)
 
 __all__ = ["SessionStore", "Advance", "KeyRecord", "ResponseRecord", "SessionRecord", "as_utc", "utcnow",
            "IN_PROGRESS", "FINISHED", "ABANDONED", "EXPIRED", "metadata", "api_keys", "sessions", "responses"]

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from cat_prom.jsonable import dumps
 
@@ -70,8 +71,10 @@ def _response_params(resp: ResponseRecord) -> dict[str, Any]:
 class SessionQueries:
     """Sittings and their response logs. Mixed into :class:`api.store.SessionStore`."""
 
-    def insert_session(self, rec: SessionRecord, config: dict) -> None:
-        """Create a sitting: its summary and its immutable ``config`` (the engine's state without log)."""
+    def insert_session(self, rec: SessionRecord, config: dict,
+                       then: Callable[[Connection], None] | None = None) -> None:
+        """Create a sitting: its summary and its immutable ``config`` (the engine's state without log);
+        ``then(conn)`` runs in the same transaction (a sitting finished at creation: its domain results)."""
         with self.write() as conn:
             conn.execute(_INS_SESSION, {
                 "id": rec.id, "tenant": rec.tenant, "patient_ref": rec.patient_ref, "status": rec.status,
@@ -79,6 +82,8 @@ class SessionQueries:
                 "version": rec.version, "n_responses": rec.n_responses, "created_at": rec.created_at,
                 "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
                 "result": None if rec.result is None else dumps(rec.result)})
+            if then is not None:
+                then(conn)
 
     def get_session(self, sid: str, tenant: str) -> SessionRecord | None:
         """The sitting ``sid`` of ``tenant`` without its config, or None (one autocommit statement)."""
@@ -94,35 +99,57 @@ class SessionQueries:
             log = [_response_record(r) for r in conn.execute(_SEL_LOG, {"p_sid": sid, "p_upto": upto})]
         return json.loads(config), log
 
+    def recent_statuses(self, conn: Connection, tenant: str, patient_ref: str, n: int,
+                        now: dt.datetime) -> list[str]:
+        """The statuses of the patient's ``n`` newest sittings as of ``now`` (an in-progress sitting
+        past its expiry is ``expired``), newest first, in the caller's transaction."""
+        q = (sa.select(sessions.c.status, sessions.c.expires_at)
+             .where(sessions.c.tenant == tenant, sessions.c.patient_ref == patient_ref)
+             .order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(n))
+        return [EXPIRED if st == IN_PROGRESS and now > as_utc(exp) else st for st, exp in conn.execute(q)]
+
     def get_response(self, sid: str, seq: int) -> ResponseRecord | None:
         with self.read(snapshot=False) as conn:
             r = conn.execute(_SEL_RESPONSE, {"p_sid": sid, "p_seq": seq}).first()
         return None if r is None else _response_record(r)
 
-    def advance(self, sid: str, old_version: int, adv: Advance) -> bool:
+    def advance(self, sid: str, old_version: int, adv: Advance,
+                then: Callable[[Connection], None] | None = None) -> bool:
         """In ONE transaction: move the sitting to ``adv`` only if its version is still
-        ``old_version``, and append ``adv.response`` to the log. False (nothing written) when the
-        version moved (another request answered first; a cached engine object is then stale).
+        ``old_version``, append ``adv.response`` to the log, and run ``then(conn)`` (the finishing
+        answer's domain results, alerts and outbox rows) in the same transaction. False (nothing
+        written) when the version moved (another request answered first; a cached engine object is
+        then stale).
 
         PostgreSQL: one statement (the INSERT selects from the UPDATE's RETURNING), atomic on its
-        own, in autocommit: one round trip. SQLite: ``BEGIN IMMEDIATE`` under the writer lock,
-        UPDATE, INSERT, COMMIT."""
+        own, in autocommit: one round trip; with ``then``, that statement and ``then``'s in one
+        transaction. SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, ``then``,
+        COMMIT."""
         params = {"p_sid": sid, "p_old": old_version, "p_version": adv.version, "p_n": adv.n_responses,
                   "p_status": adv.status, "p_updated": adv.updated_at, "p_expires": adv.expires_at,
                   "p_finished": adv.finished_at, "p_result": None if adv.result is None else dumps(adv.result),
                   **_response_params(adv.response)}
-        if self.is_postgres:
+        if self.is_postgres and then is None:
             with self.autocommit() as conn:
                 return conn.execute(_ADVANCE_PG, params).first() is not None
         with self.write() as conn:
-            if conn.execute(_UPD_SESSION, params).rowcount != 1:
-                return False
-            conn.execute(_INS_RESPONSE, params)
+            if self.is_postgres:
+                if conn.execute(_ADVANCE_PG, params).first() is None:
+                    return False
+            else:
+                if conn.execute(_UPD_SESSION, params).rowcount != 1:
+                    return False
+                conn.execute(_INS_RESPONSE, params)
+            if then is not None:
+                then(conn)
         return True
 
-    def abandon(self, sid: str, tenant: str, now: dt.datetime) -> SessionRecord | None:
+    def abandon(self, sid: str, tenant: str, now: dt.datetime,
+                then: Callable[[Connection, SessionRecord], None] | None = None) -> SessionRecord | None:
         """Mark an in-progress sitting abandoned; returns the sitting as it was (None: no such
-        sitting). A finished or already abandoned sitting is left as it is."""
+        sitting). A finished or already abandoned sitting is left as it is. ``then(conn, before)``
+        runs in the same transaction after an in-progress sitting was marked (the abandoned-sittings
+        alert rule)."""
         with self.write() as conn:
             sel = _SEL_SESSION.with_for_update() if self.is_postgres else _SEL_SESSION
             r = conn.execute(sel, {"p_sid": sid, "p_tenant": tenant}).first()
@@ -131,13 +158,20 @@ class SessionQueries:
             if r.status == IN_PROGRESS:
                 conn.execute(sessions.update().where(sessions.c.id == sid).values(
                     status=ABANDONED, updated_at=now, version=r.version + 1))
+                if then is not None:
+                    then(conn, _session_record(r))
         return _session_record(r)
 
-    def list_finished(self, tenant: str, patient_ref: str, limit: int, offset: int) -> list[SessionRecord]:
-        """The patient's finished sittings, oldest first."""
+    def list_finished(self, tenant: str, patient_ref: str, limit: int, offset: int, *,
+                      since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[SessionRecord]:
+        """The patient's finished sittings, oldest first, finished within [since, until] if given."""
         q = (sa.select(*_SUMMARY)
              .where(sessions.c.tenant == tenant, sessions.c.patient_ref == patient_ref,
-                    sessions.c.status == FINISHED)
-             .order_by(sessions.c.finished_at, sessions.c.id).limit(limit).offset(offset))
+                    sessions.c.status == FINISHED))
+        if since is not None:
+            q = q.where(sessions.c.finished_at >= since)
+        if until is not None:
+            q = q.where(sessions.c.finished_at <= until)
+        q = q.order_by(sessions.c.finished_at, sessions.c.id).limit(limit).offset(offset)
         with self.read() as conn:
             return [_session_record(r) for r in conn.execute(q)]
