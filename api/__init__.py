@@ -26,7 +26,9 @@ from .service import SessionService
 __all__ = ["create_app"]
 
 API_VERSION = "1.0.0"
-_RID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A client's X-Request-ID is logged, so only an opaque one is taken (a UUID or 16-64 hex digits):
+# anything else could carry a patient reference into the log, and the server makes its own.
+_RID_RE = re.compile(r"^(?:[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 log = logging.getLogger("cat_prom.api")
 access_log = logging.getLogger("cat_prom.api.access")
@@ -101,11 +103,14 @@ def create_app(config: dict | None = None) -> Flask:
                     sessions=SessionService(db, registry, settings["CAT_PROM_SESSION_TTL"]))
     app.extensions["cat_prom"] = ext
 
+    from . import headers, limits
     from .smorest import Api
     from .routes import banks, health, keys, patients, reference, sessions, simulations
 
     api = Api(app)
     register_problems(app)
+    headers.init_app(app)
+    limits.init_app(app)
     for blp in (health.blp, banks.blp, sessions.blp, patients.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
