@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -81,6 +82,7 @@ class Protocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        _no_delay(transport)
         self._arm_head_timer()
 
     def connection_lost(self, exc) -> None:
@@ -127,6 +129,19 @@ class Protocol(HttpToolsProtocol):
         head += [b"content-length: ", str(len(body)).encode(), b"\r\n\r\n"]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+def _no_delay(transport) -> None:
+    """Send small writes at once (TCP_NODELAY). asyncio sets it only on sockets whose ``proto`` is
+    IPPROTO_TCP, and the listening socket uvicorn hands to its worker processes comes back with
+    ``proto`` 0: without this, Nagle's algorithm held the second write of each response (head,
+    then body) until the client's delayed ACK, +40 ms on every keep-alive request (measured)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - the connection is already gone
+            pass
 
 
 class BufferedBody:

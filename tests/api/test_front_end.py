@@ -299,3 +299,22 @@ def test_logs_never_contain_what_the_client_sent(server):
     text = server.log.read_text(errors="replace")
     assert "GET /v1/patients/<string:patient_ref>/results" in text  # the access log was on (DEBUG)
     assert m not in text and m.lower() not in text.lower()
+
+
+def test_accepted_connections_get_tcp_nodelay():
+    """With --workers > 1 uvicorn's worker processes get the listening socket back with proto 0, and
+    asyncio then leaves Nagle's algorithm on: every keep-alive response (head, then body) waited
+    ~40 ms for the client's delayed ACK. api.serving sets TCP_NODELAY itself."""
+    from api.serving import _no_delay
+
+    class Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0) as s:
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        _no_delay(Transport(s))
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
