@@ -4,10 +4,10 @@ Why this shape (docs/reliability.md has the measurements):
 
 * **Event-driven I/O.** uvicorn reads requests on an asyncio event loop, so a client that sends
   its request slowly, or opens a connection and sends nothing, holds a few kilobytes of memory,
-  not a thread. The Flask app still runs on a small pool of threads per worker process (a2wsgi's
-  ``WSGIMiddleware``), and only once the whole request, head and body, has arrived
-  (:class:`BufferedBody`): a slow body cannot hold a WSGI thread either.
-* **Limits before the app.** :class:`BufferedBody` counts body bytes as they arrive, chunked or
+  not a thread. The Flask app still runs on a small pool of threads per worker process, and only
+  once the whole request, head and body, has arrived (:class:`WSGIBridge`): a slow body cannot
+  hold a WSGI thread either, nor can a slow reader of the response.
+* **Limits before the app.** :class:`WSGIBridge` counts body bytes as they arrive, chunked or
   not, and answers ``413`` past ``CAT_PROM_MAX_BODY_BYTES`` without buffering more;
   :class:`Protocol` answers ``414`` for a request target over :data:`MAX_TARGET_BYTES`, ``431``
   for oversized header fields, ``408`` when the head or the body takes longer than
@@ -22,13 +22,19 @@ Why this shape (docs/reliability.md has the measurements):
   restarts a worker that dies); each runs ``--threads`` WSGI threads.
 
 Pure Python plus wheels from PyPI (uvicorn, httptools, a2wsgi): ``make run`` needs no proxy.
+The WSGI app must not stream its responses (none of this API's do): they are collected whole.
 """
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from a2wsgi.wsgi import build_environ
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -144,21 +150,28 @@ def _no_delay(transport) -> None:
             pass
 
 
-class BufferedBody:
-    """ASGI middleware: receive the whole body (within the size limit and the timeout) before the
-    wrapped app runs, then present it with a ``Content-Length`` (chunked bodies included).
+class WSGIBridge:
+    """The ASGI app each worker serves: receive the whole request body (within the size limit and
+    the timeout), then run the WSGI app on a thread of a small pool with that body, collect its
+    whole response there, and send it back in one piece.
 
-    The WSGI app behind it therefore never waits for a client: a2wsgi would otherwise block one of
-    its threads on every read of a body that is still arriving."""
+    The WSGI app therefore never waits for a client, neither for a body still arriving nor for a
+    slow reader of the response. The environ is built by a2wsgi's ``build_environ`` (PEP 3333:
+    latin-1 path, headers as ``HTTP_*``, ``CONTENT_LENGTH``); the body is presented with its
+    ``Content-Length``, chunked or not. a2wsgi's own ``WSGIMiddleware`` streams both ways, which
+    costs three cross-thread round trips per response and blocks a thread on every read of a body
+    that is still arriving: ≈ 0.25 ms more CPU per request here (docs/reliability.md). This API
+    never streams (every response is a small JSON document or a static page)."""
 
-    def __init__(self, app, *, max_body_bytes: int, timeout_s: float):
+    def __init__(self, app, *, threads: int, max_body_bytes: int, timeout_s: float):
         self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # no websockets; lifespan is off
+            return
         declared = _content_length(scope["headers"])
         if declared is not None and declared > self.max_body_bytes:
             if declared <= DRAIN_BYTES:
@@ -173,17 +186,34 @@ class BufferedBody:
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
         if body or declared is not None or len(headers) != len(scope["headers"]):
             headers.append((b"content-length", str(len(body)).encode()))
-        scope = dict(scope, headers=headers)
-        sent = False
+        environ = build_environ(dict(scope, headers=headers), io.BytesIO(body))
+        environ["wsgi.errors"] = sys.stderr
+        loop = asyncio.get_running_loop()
+        status, response_headers, payload = await loop.run_in_executor(self.executor, self._run, environ)
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # only http.disconnect is left
+    def _run(self, environ) -> tuple[int, list, bytes]:
+        """On a pool thread: the app's status, headers and whole body."""
+        started: dict = {}
+        written: list[bytes] = []
 
-        return await self.app(scope, replay, send)
+        def start_response(status, headers, exc_info=None):
+            if started and exc_info is None:
+                raise AssertionError("start_response called twice without exc_info (PEP 3333)")
+            started["status"] = int(status.split(" ", 1)[0])
+            started["headers"] = [(k.strip().lower().encode("latin-1"), v.strip().encode("latin-1"))
+                                  for k, v in headers]
+            return written.append
+
+        result = self.app(environ, start_response)
+        try:
+            written.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return started["status"], started["headers"], b"".join(written)
 
     async def _read(self, receive) -> bytes | None:
         """The body, or None when it is over the limit (what is left of it is then drained)."""
@@ -256,19 +286,16 @@ LOG_CONFIG = {
 
 
 def asgi_app():
-    """The factory each worker process calls (``api.serving:asgi_app``): the Flask app behind a2wsgi,
-    behind :class:`BufferedBody`."""
-    from a2wsgi import WSGIMiddleware
-
+    """The factory each worker process calls (``api.serving:asgi_app``): the Flask app behind
+    :class:`WSGIBridge`."""
     from . import create_app
     from .cli import _freeze_heap
 
     app = create_app()
     _freeze_heap()
     threads = max(1, int(os.environ.get("CAT_PROM_THREADS") or 2))
-    return BufferedBody(WSGIMiddleware(app, workers=threads),
-                        max_body_bytes=app.config["CAT_PROM_MAX_BODY_BYTES"],
-                        timeout_s=app.config["CAT_PROM_REQUEST_TIMEOUT"])
+    return WSGIBridge(app, threads=threads, max_body_bytes=app.config["CAT_PROM_MAX_BODY_BYTES"],
+                      timeout_s=app.config["CAT_PROM_REQUEST_TIMEOUT"])
 
 
 def run(*, host: str, port: int, workers: int, threads: int, keepalive_s: int, forwarded_allow_ips: str | None,
