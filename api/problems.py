@@ -206,6 +206,7 @@ _SERVER_DETAILS = {
     413: "The request body is larger than the server accepts.",
     414: "The request target (path and query) is longer than the server accepts (4094 bytes).",
     431: "The request has too many header fields, or one that is too large.",
+    500: "An unexpected error occurred before the service could answer; it has been logged.",
 }
 
 

@@ -39,7 +39,9 @@ from a2wsgi.wsgi import build_environ
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .problems import MEDIA_TYPE, server_problem
+from .problems import MEDIA_TYPE, scrubbed_exc_info, server_problem
+
+log = logging.getLogger("cat_prom.api.serving")
 
 #: Longest request target (path and query) accepted; longer is 414 (as gunicorn's limit was).
 MAX_TARGET_BYTES = 4094
@@ -190,7 +192,12 @@ class WSGIBridge:
         environ = build_environ(dict(scope, headers=headers), io.BytesIO(body))
         environ["wsgi.errors"] = sys.stderr
         loop = asyncio.get_running_loop()
-        status, response_headers, payload = await loop.run_in_executor(self.executor, self._run, environ)
+        try:
+            status, response_headers, payload = await loop.run_in_executor(self.executor, self._run, environ)
+        except Exception as e:  # noqa: BLE001 - Flask answers its own errors; this is a bug in the bridge
+            # uvicorn would answer a text/plain 500 and log the exception with its message
+            log.error("WSGI app failed without a response: %s", type(e).__name__, exc_info=scrubbed_exc_info(e))
+            return await _send_problem(send, 500)
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload, "more_body": False})
 
@@ -268,7 +275,6 @@ class ScrubFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[0] is not None:
-            from .problems import scrubbed_exc_info
             record.exc_info = scrubbed_exc_info(record.exc_info[1])
             record.exc_text = None
         return True

@@ -318,3 +318,38 @@ def test_accepted_connections_get_tcp_nodelay():
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
         _no_delay(Transport(s))
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_failing_wsgi_app_still_gets_problem_json():
+    """Flask answers its own errors; if the bridge itself failed, uvicorn would send a text/plain 500
+    and log the exception's message. WSGIBridge answers problem+json and logs the type only."""
+    import asyncio
+    import logging
+
+    from api.serving import WSGIBridge
+
+    def broken(environ, start_response):
+        raise ValueError(f"secret {MARKER}")
+
+    bridge = WSGIBridge(broken, threads=1, max_body_bytes=100, timeout_s=5)
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": "/x", "root_path": "",
+             "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(m):
+        sent.append(m)
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(logging.Formatter().format(r))
+    logging.getLogger("cat_prom.api.serving").addHandler(handler)
+    try:
+        asyncio.run(bridge(scope, receive, send))
+    finally:
+        logging.getLogger("cat_prom.api.serving").removeHandler(handler)
+    assert sent[0]["status"] == 500 and (b"content-type", PROBLEM.encode()) in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["type"] == "urn:cat-prom:problem:internal-error"
+    assert records and "ValueError" in records[0] and MARKER not in "".join(records)
