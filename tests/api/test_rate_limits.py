@@ -183,3 +183,26 @@ def test_unreachable_redis_falls_back_to_memory(tmp_path, banks_dir):
         assert request(srv.base, "GET", "/healthz")[0] == 200
     finally:
         srv.stop()
+
+
+def test_memory_storage_starts_no_thread_per_hit():
+    """limits' MemoryStorage started a threading.Timer (a new thread) on most hits; ours sweeps
+    inline. If an upgrade of limits renames the hook we override, this fails."""
+    import time as _time
+
+    from limits import parse
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from api.limits import _MemoryStorage
+    storage = _MemoryStorage()
+    timer = storage.timer
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    item = parse("5/second")
+    for _ in range(3):
+        assert limiter.hit(item, "k")
+        _time.sleep(0.02)  # longer than the original's 10 ms timer
+    assert storage.timer is timer
+    storage._last_sweep = 0.0
+    _time.sleep(1.1)
+    assert limiter.hit(item, "k")  # old counters expired: counting starts again
+    assert limiter.get_window_stats(item, "k").remaining >= 3
