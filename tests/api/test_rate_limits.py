@@ -206,3 +206,27 @@ def test_memory_storage_starts_no_thread_per_hit():
     _time.sleep(1.1)
     assert limiter.hit(item, "k")  # old counters expired: counting starts again
     assert limiter.get_window_stats(item, "k").remaining >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True])
+def test_client_address_behind_a_proxy(tmp_path, banks_dir, trusted):
+    """The failed-authentication count is per TCP peer, and X-Forwarded-For is believed only from the
+    proxies listed in --forwarded-allow-ips (CAT_PROM_FORWARDED_ALLOW_IPS): otherwise a client
+    could pick a new address for every guess."""
+    from apiserver import Server, request
+    env = {"CAT_PROM_RATE_LIMIT_AUTH_FAILURES": "2/minute"}
+    if trusted:
+        env["CAT_PROM_FORWARDED_ALLOW_IPS"] = "127.0.0.1"
+    srv = Server(db_url=f"sqlite:///{tmp_path / 'p.sqlite'}", banks_dir=banks_dir, workers=1,
+                 log_path=tmp_path / "s.log", extra_env=env).wait_ready()
+    try:
+        def wrong(xff):
+            return request(srv.base, "GET", "/v1/banks",
+                           headers={"Authorization": "Bearer cpk_wrong", "X-Forwarded-For": xff})[0]
+        assert [wrong("203.0.113.1"), wrong("203.0.113.1")] == [401, 401]
+        assert wrong("203.0.113.1") == 429
+        # another forwarded address: a client of its own behind a trusted proxy, else the same peer
+        assert wrong("203.0.113.2") == (401 if trusted else 429)
+    finally:
+        srv.stop()
