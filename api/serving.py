@@ -56,6 +56,9 @@ _FRONT_HEADERS = [(b"content-type", MEDIA_TYPE.encode()), (b"x-content-type-opti
                   (b"cache-control", b"no-store"), (b"connection", b"close")]
 
 
+_GONE = object()  # what _read returns when the client disconnected first
+
+
 class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the status is kept on the protocol."""
 
@@ -184,6 +187,8 @@ class WSGIBridge:
             body = await asyncio.wait_for(self._read(receive), self.timeout_s)
         except asyncio.TimeoutError:
             return await _send_problem(send, 408)
+        if body is _GONE:  # the client went away before its request was whole: nothing to do
+            return
         if body is None:
             return await _send_problem(send, 413)
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
@@ -223,13 +228,14 @@ class WSGIBridge:
                 close()
         return started["status"], started["headers"], b"".join(written)
 
-    async def _read(self, receive) -> bytes | None:
-        """The body, or None when it is over the limit (what is left of it is then drained)."""
+    async def _read(self, receive) -> "bytes | None | object":
+        """The body; None when it is over the limit (what is left of it is then drained); or
+        :data:`_GONE` when the client disconnected first."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
-                return b""
+                return _GONE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:

@@ -353,3 +353,26 @@ def test_a_failing_wsgi_app_still_gets_problem_json():
     assert sent[0]["status"] == 500 and (b"content-type", PROBLEM.encode()) in sent[0]["headers"]
     assert json.loads(sent[1]["body"])["type"] == "urn:cat-prom:problem:internal-error"
     assert records and "ValueError" in records[0] and MARKER not in "".join(records)
+
+
+def test_a_client_gone_before_its_body_arrived_runs_nothing():
+    import asyncio
+
+    from api.serving import WSGIBridge
+    called = []
+    bridge = WSGIBridge(lambda environ, start_response: called.append(1) or [], threads=1,
+                        max_body_bytes=100, timeout_s=5)
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/v1/sessions", "root_path": "",
+             "query_string": b"", "headers": [(b"content-length", b"50")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": b'{"pat', "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(m):
+        sent.append(m)
+
+    asyncio.run(bridge(scope, receive, send))
+    assert called == [] and sent == []
