@@ -31,7 +31,9 @@ from .store import SessionStore
 __all__ = ["create_app"]
 
 API_VERSION = __version__  # /v1/openapi.json and /v1/docs show the package version
-_RID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A client's X-Request-ID is logged, so only an opaque one is taken (a UUID or 16-64 hex digits):
+# anything else could carry a patient reference into the log, and the server makes its own.
+_RID_RE = re.compile(r"^(?:[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 log = logging.getLogger("cat_prom.api")
 access_log = logging.getLogger("cat_prom.api.access")
@@ -109,12 +111,15 @@ def create_app(config: dict | None = None) -> Flask:
                     clinical=clinical)
     app.extensions["cat_prom"] = ext
 
+    from . import headers, limits
     from .smorest import Api
     from .routes import alerts, banks, goals, health, keys, patients, reference, sessions, settings as settings_routes
     from .routes import simulations, webhooks
 
     api = Api(app)
     register_problems(app)
+    headers.init_app(app)
+    limits.init_app(app)
     for blp in (health.blp, banks.blp, sessions.blp, patients.blp, goals.blp, alerts.blp, settings_routes.blp,
                 webhooks.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)

@@ -15,31 +15,31 @@ import sys
 
 ROLES = ("patient-app", "clinician", "researcher", "admin")
 #: The commands this module adds, with their one-line help (a literal: `cat-prom --help` reads it statically).
-COMMANDS = {"serve": "run the HTTP API under gunicorn", "keys": "manage API keys",
+COMMANDS = {"serve": "run the HTTP API (uvicorn in front of the Flask app)", "keys": "manage API keys",
             "worker": "deliver alert webhooks from the outbox"}
 
 
 def add_subcommands(subparsers) -> None:
     """Add ``serve``, ``keys`` and ``worker`` to an argparse ``subparsers`` object; each sets ``func``."""
     p = subparsers.add_parser("serve", help=COMMANDS["serve"],
-                              description="Run the cat-prom HTTP API (gunicorn; Flask's debug server with --debug). "
-                                          "On first start with no API keys, creates an admin and a patient-app key "
-                                          "for tenant 'default' and prints them once.")
+                              description="Run the cat-prom HTTP API: uvicorn worker processes, each running the Flask "
+                                          "app on a few threads once a request has fully arrived (Flask's debug "
+                                          "server with --debug). On first start with no API keys, creates an admin "
+                                          "and a patient-app key for tenant 'default' and prints them once.")
     p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"),
                    help="address to listen on (default: $CAT_PROM_HOST, else 127.0.0.1: this machine only; "
                         "0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")),
                    help="TCP port to listen on (default: $CAT_PROM_PORT, else 8000)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="gunicorn worker processes (default: one per CPU)")
+                   help="worker processes (default: one per CPU)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "2")), metavar="N",
-                   help="threads per worker (default 2)")
-    p.add_argument("--worker-class", choices=("auto", "gthread", "sync"),
-                   default=os.environ.get("CAT_PROM_WORKER_CLASS", "auto"),
-                   help="gunicorn worker: gthread (threads, keep-alive connections) or sync (one request at a "
-                        "time, a new connection per request); auto (default): gthread, or sync with --threads 1")
+                   help="threads per worker running the app (default 2)")
     p.add_argument("--keepalive", type=int, default=int(os.environ.get("CAT_PROM_KEEPALIVE", "30")), metavar="SECONDS",
-                   help="seconds an idle keep-alive connection is kept open (gthread; default 30)")
+                   help="seconds an idle keep-alive connection is kept open (default 30)")
+    p.add_argument("--forwarded-allow-ips", default=os.environ.get("CAT_PROM_FORWARDED_ALLOW_IPS") or None,
+                   metavar="IPS", help="comma list of reverse-proxy addresses whose X-Forwarded-For/-Proto are "
+                                       "trusted for the client address (default: none; the TCP peer is the client)")
     p.add_argument("--debug", action="store_true", help="Flask's debug server (development only)")
     p.add_argument("--database-url", metavar="URL", help="sets CAT_PROM_DATABASE_URL")
     p.add_argument("--banks-dir", metavar="DIR", help="sets CAT_PROM_BANKS_DIR")
@@ -210,7 +210,7 @@ def default_workers(database_url: str | None = None) -> int:
     """One worker process per CPU (each with ``--threads`` threads, default 2).
 
     Each worker keeps the sittings it serves in memory. Clients that keep their connection
-    alive (apps' HTTP clients do; gunicorn's gthread worker supports it) stay on one worker, so
+    alive (apps' HTTP clients do) stay on one worker, so
     their session is found in that worker's cache; a request on a new connection may land on
     another worker, which then rebuilds the session by replaying its log (≈ 0.3 ms for a
     4-domain sitting). Two threads per worker overlap one request's database wait (PostgreSQL
@@ -244,44 +244,15 @@ def run_serve(args) -> int:
         app = create_app()
         app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
         return 0
-    from gunicorn.app.base import BaseApplication
+    from . import serving
 
     workers = args.workers or default_workers(settings["CAT_PROM_DATABASE_URL"])
-    worker_class = args.worker_class
-    if worker_class == "auto":
-        worker_class = "gthread" if args.threads > 1 else "sync"
     os.environ["CAT_PROM_AUTO_MIGRATE"] = "0"  # done above; workers skip it and boot faster
-
-    class _Server(BaseApplication):
-        def load_config(self):
-            import gunicorn.util
-
-            from .problems import write_server_error
-            # gunicorn's own rejections (414, 431, 400 before the app runs) as problem+json, not HTML
-            gunicorn.util.write_error = write_server_error
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", worker_class)
-            if worker_class == "gthread":
-                self.cfg.set("threads", max(1, args.threads))
-                self.cfg.set("keepalive", args.keepalive)
-            self.cfg.set("timeout", 60)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("backlog", 2048)
-            self.cfg.set("proc_name", "cat-prom")
-            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24: one shared path per user
-                self.cfg.set("control_socket_disable", True)
-            # no gunicorn access log: URLs can carry patient references; the app logs route templates
-
-        def load(self):
-            from . import create_app
-            app = create_app()
-            _freeze_heap()
-            return app
-
     print(f"cat-prom: serving on http://{args.host}:{args.port} with {workers} worker{'s' if workers != 1 else ''} "
           f"(API reference: http://{args.host}:{args.port}/v1/docs)", flush=True)
-    _Server().run()
+    serving.run(host=args.host, port=args.port, workers=workers, threads=max(1, args.threads),
+                keepalive_s=args.keepalive, forwarded_allow_ips=args.forwarded_allow_ips,
+                log_level=str(settings["CAT_PROM_LOG_LEVEL"]).lower())
     return 0
 
 

@@ -18,7 +18,12 @@ takes the same keys (without the prefix or with it) to override them in tests.
                                of PostgreSQL). Default: the server's setting (normally ``on``)
 ``CAT_PROM_KEY_CACHE_TTL``     seconds a verified API key is cached in a worker. Default 2
 ``CAT_PROM_MAX_BODY_BYTES``    largest request body accepted. Default 65536
+``CAT_PROM_REQUEST_TIMEOUT``   seconds a client has to send a request's head, and again its body. Default 30
 ``CAT_PROM_LOG_LEVEL``         logging level. Default ``INFO``
+``CAT_PROM_REDIS_URL``         Redis for rate-limit counters shared by workers and hosts. Default: none (per process)
+``CAT_PROM_RATE_LIMIT_SESSIONS`` sessions one API key may start. Default ``10/second;300/minute``
+``CAT_PROM_RATE_LIMIT_ANSWERS`` answers one API key may post. Default ``100/second;3000/minute``
+``CAT_PROM_RATE_LIMIT_AUTH_FAILURES`` failed authentications from one client address. Default ``20/minute;100/hour``
 =============================  ==========================================================
 """
 from __future__ import annotations
@@ -42,7 +47,13 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "KEY_CACHE_TTL": (2.0, float),
     "PG_SYNCHRONOUS_COMMIT": (None, str),
     "MAX_BODY_BYTES": (65536, int),
+    "REQUEST_TIMEOUT": (30.0, float),
     "LOG_LEVEL": ("INFO", str),
+    "REDIS_URL": (None, str),
+    # limits: "N/second;M/minute" (flask-limiter's notation); "off" turns one off
+    "RATE_LIMIT_SESSIONS": ("10/second;300/minute", str),
+    "RATE_LIMIT_ANSWERS": ("100/second;3000/minute", str),
+    "RATE_LIMIT_AUTH_FAILURES": ("20/minute;100/hour", str),
 }
 
 

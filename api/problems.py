@@ -37,6 +37,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "webhook-not-found": (404, "Webhook endpoint not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
+    "request-timeout": (408, "Request timeout"),
     "conflict": (409, "Conflict"),
     "gone": (410, "Gone"),
     "seq-conflict": (409, "A different answer was already given to this question"),
@@ -71,7 +72,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
 
 _STATUS_CODES = {
     400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-    406: "not-acceptable", 409: "conflict", 410: "gone", 413: "payload-too-large", 414: "uri-too-long",
+    406: "not-acceptable", 408: "request-timeout", 409: "conflict", 410: "gone", 413: "payload-too-large", 414: "uri-too-long",
     415: "unsupported-media-type", 422: "validation-error", 429: "too-many-requests", 431: "header-fields-too-large",
     500: "internal-error", 503: "service-unavailable",
 }
@@ -192,6 +193,10 @@ def register(app: Flask) -> None:
             return problem_response(
                 "validation-error", "The request has invalid or missing fields; see `errors` for each one.",
                 status=422 if status == 422 else status, errors=errors)
+        if status == 429:  # a rate limit (api.limits)
+            from .limits import describe_breach, retry_after_seconds
+            return problem_response("too-many-requests", describe_breach(e.description),
+                                    headers={"Retry-After": str(retry_after_seconds())})
         code = _STATUS_CODES.get(status, "bad-request" if status < 500 else "internal-error")
         detail = {
             404: "No resource at this URL. The API is under /v1; see /v1/openapi.json.",
@@ -214,29 +219,30 @@ def register(app: Flask) -> None:
                                     headers={"Retry-After": "1"})
         # Log the exception type and traceback frames only: exception messages may quote patient input.
         log.error("unexpected %s on %s request_id=%s", type(e).__name__, _route(), g.get("request_id"),
-                  exc_info=_scrubbed(e))
+                  exc_info=scrubbed_exc_info(e))
         return problem_response("internal-error", "An unexpected error occurred; quote the request_id if you "
                                                   "report it.")
 
 
-def write_server_error(sock, status_int, reason, mesg) -> None:
-    """Drop-in for ``gunicorn.util.write_error``: the errors gunicorn answers itself, before the app
-    sees the request (request line over 4094 bytes: 414; too many or too large headers: 431; a
-    malformed request: 400), as problem+json like every other error instead of an HTML page.
-    ``mesg`` is not echoed: it can quote the request line, which can carry a patient reference."""
-    from gunicorn.util import write_nonblock
+#: Details of the errors the HTTP front end (api.serving) answers itself, before the app runs.
+_SERVER_DETAILS = {
+    400: "The request is not valid HTTP/1.1 (malformed request line, method, header or chunked body).",
+    408: "The request (head or body) was not received in time; send it again.",
+    413: "The request body is larger than the server accepts.",
+    414: "The request target (path and query) is longer than the server accepts (4094 bytes).",
+    431: "The request has too many header fields, or one that is too large.",
+    500: "An unexpected error occurred before the service could answer; it has been logged.",
+}
 
-    code = _STATUS_CODES.get(status_int, "bad-request" if status_int < 500 else "internal-error")
-    detail = {
-        400: "The request is not valid HTTP/1.1.",
-        414: "The request line (method, path and query) is longer than the server accepts (4094 bytes).",
-        431: "The request has too many header fields, or one that is too large.",
-    }.get(status_int, PROBLEMS.get(code, (0, reason))[1])
-    body = json.dumps({"type": TYPE_PREFIX + code, "title": PROBLEMS.get(code, (0, reason))[1],
-                       "status": status_int, "detail": detail}).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: {MEDIA_TYPE}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
-    write_nonblock(sock, head + body)
+
+def server_problem(status: int) -> bytes:
+    """The problem+json body of an error the HTTP front end (:mod:`api.serving`) answers itself,
+    before the app: no ``instance`` nor ``request_id``, and nothing quoted from the request
+    (it can carry a patient reference)."""
+    code = _STATUS_CODES.get(status, "bad-request" if status < 500 else "internal-error")
+    title = PROBLEMS[code][1]
+    return json.dumps({"type": TYPE_PREFIX + code, "title": title, "status": status,
+                       "detail": _SERVER_DETAILS.get(status, title)}).encode()
 
 
 def _route() -> str:
@@ -247,7 +253,7 @@ def _route() -> str:
         return "<no request>"
 
 
-def _scrubbed(e: BaseException):
+def scrubbed_exc_info(e: BaseException):
     """Exception info with the message removed (it could contain patient data)."""
     return (type(e), type(e)("<message withheld>") if _can_build(type(e)) else None, e.__traceback__)
 

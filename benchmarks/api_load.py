@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load test of the HTTP service: N concurrent simulated patients each complete a 4-domain battery.
 
-For each database (SQLite, PostgreSQL) the script starts ``cat-prom serve`` (gunicorn) on a fresh
+For each database (SQLite, PostgreSQL) the script starts ``cat-prom serve`` on a fresh
 database, creates a patient-app key, and runs the patients over loopback with an asyncio client.
 Each patient keeps one HTTP/1.1 keep-alive connection, as an app's HTTP client does, and reopens
 it when the server has closed it (``--connection close``: a new TCP connection for every request,
@@ -20,6 +20,13 @@ Prints answers/s, p50/p95/p99/max latency per answer (ms), and the error count, 
     .venv/bin/python benchmarks/api_load.py                       # both databases, both shapes
     .venv/bin/python benchmarks/api_load.py --db sqlite --modes paced --patients 200 --rate 800
     .venv/bin/python benchmarks/api_load.py --url http://127.0.0.1:8000 --key cpk_...   # existing server
+    .venv/bin/python benchmarks/api_load.py --compare-with /tmp/base   # before/after in one run
+
+``--compare-with DIR`` also runs every measurement against ``cat-prom serve`` of another checkout
+(its own ``DIR/.venv``, made by ``make install`` there), alternating before/after per database, and
+prints the after/before ratios. The rate limits of ``cat-prom serve`` stay on, raised above the
+load one key offers here (``CAT_PROM_RATE_LIMIT_*`` below) so that the limiter's work is measured
+but nothing is refused; set those variables to measure other limits.
 
 The load generator shares the machine's CPUs with the server; on a 2-core box it takes a real share.
 """
@@ -54,8 +61,8 @@ class Conn:
     """One patient's HTTP/1.1 connection to the server.
 
     ``keep_alive=True``: the connection is reused for the patient's next request, as a phone app's
-    HTTP client does (it is reopened when the server closed it: gunicorn's sync worker closes
-    every connection, its gthread worker after ``keepalive`` idle seconds). ``keep_alive=False``:
+    HTTP client does (it is reopened when the server closed it, e.g. after ``--keepalive`` idle
+    seconds). ``keep_alive=False``:
     a new TCP connection per request (``Connection: close``). Either way a request's latency runs
     from the first byte sent (or the connect, when a connection has to be opened) to the last
     byte received.
@@ -243,7 +250,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve_command():
+def serve_command(repo=None):
+    if repo is not None:  # another checkout, in its own virtualenv
+        return [str(Path(repo) / ".venv" / "bin" / "python"), "-m", "cat_prom.cli", "serve"]
     exe = shutil.which("cat-prom", path=str(Path(sys.executable).parent)) or shutil.which("cat-prom")
     if exe:
         try:
@@ -262,20 +271,25 @@ def _server_priority():
         pass
 
 
-def start_server(db_url, schema, banks_dir, workers, log_path, threads=None, worker_class=None):
+#: Rate limits for the benchmark's server: on, but above what one key offers here (one key serves
+#: every simulated patient, as one app's key serves all its patients).
+BENCH_LIMITS = {"CAT_PROM_RATE_LIMIT_SESSIONS": "1000/second", "CAT_PROM_RATE_LIMIT_ANSWERS": "10000/second"}
+
+
+def start_server(db_url, schema, banks_dir, workers, log_path, threads=None, repo=None):
     port = free_port()
     env = dict(os.environ, CAT_PROM_DATABASE_URL=db_url, CAT_PROM_BANKS_DIR=str(banks_dir),
                CAT_PROM_LOG_LEVEL=os.environ.get("CAT_PROM_LOG_LEVEL", "WARNING"))
+    for k, v in BENCH_LIMITS.items():
+        env.setdefault(k, v)
     if schema:
         env["CAT_PROM_DATABASE_SCHEMA"] = schema
-    cmd = serve_command() + ["--port", str(port), "--no-bootstrap-keys"]
+    cmd = serve_command(repo) + ["--port", str(port), "--no-bootstrap-keys"]
     if workers:
         cmd += ["--workers", str(workers)]
     if threads:
         cmd += ["--threads", str(threads)]
-    if worker_class:
-        cmd += ["--worker-class", worker_class]
-    proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=str(repo or REPO), env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=_server_priority)
     deadline = time.monotonic() + 60
     import urllib.request
@@ -336,6 +350,34 @@ def drop_schema(pg_url, schema):
     eng.dispose()
 
 
+def describe_checkout(repo) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except OSError:
+        pass
+    return Path(repo).name
+
+
+def print_ratios(rows) -> None:
+    """After/before ratios for each database and load shape measured on both servers."""
+    before = {(r["db"], r["mode"]): r for r in rows if r["server"].startswith("before")}
+    after = {(r["db"], r["mode"]): r for r in rows if not r["server"].startswith("before")}
+    print("\n| database | load | answers/s after/before | p50 after/before | p99 after/before "
+          "| server CPU per answer after/before | p99 after (ms) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for key in after:
+        if key not in before:
+            continue
+        a, b = after[key], before[key]
+
+        def ratio(k):
+            return a[k] / b[k] if b[k] else float("nan")
+        print(f"| {key[0]} | {key[1]} | {ratio('answers_per_s'):.2f} | {ratio('p50'):.2f} | {ratio('p99'):.2f} | "
+              f"{ratio('server_cpu_ms_per_answer'):.2f} | {a['p99']:.1f} |")
+
+
 # ------------------------------------------------------------------------------ main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -347,10 +389,10 @@ def main(argv=None):
                     help="measured seconds per run; each patient completes sittings back to back until then")
     ap.add_argument("--warmup", type=float, default=3.0,
                     help="seconds before measuring starts (covers the burst of first session creations)")
-    ap.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: cat-prom serve's)")
+    ap.add_argument("--workers", type=int, default=None, help="worker processes (default: cat-prom serve's)")
     ap.add_argument("--threads", type=int, default=None, help="threads per worker (default: cat-prom serve's)")
-    ap.add_argument("--worker-class", choices=("gthread", "sync"), default=None,
-                    help="gunicorn worker class (default: cat-prom serve's)")
+    ap.add_argument("--compare-with", metavar="DIR",
+                    help="also measure `cat-prom serve` of this other checkout (with its own .venv): before/after")
     ap.add_argument("--banks", default=",".join(FOUR_DOMAINS),
                     help="comma list of bank ids each patient completes in one sitting (default: 4 domains)")
     ap.add_argument("--battery", help="administer this battery instead of --banks")
@@ -375,10 +417,9 @@ def main(argv=None):
     print(env_line, file=sys.stderr)
 
     threads = args.threads or int(os.environ.get("CAT_PROM_THREADS", "2"))  # cat-prom serve's default: 2
-    wclass = args.worker_class or ("gthread" if threads > 1 else "sync")
-    threads_label = f"{threads}t {wclass}" if wclass == "gthread" else "sync"
+    threads_label = f"{threads}t"
 
-    def one(host, port, key, db_label, workers_label, cmd, pgid=None):
+    def one(host, port, key, db_label, workers_label, cmd, pgid=None, server="this checkout"):
         for mode in modes:
             think = args.patients / args.rate if mode == "paced" else 0.0
             srv0, cli0 = group_cpu_seconds(pgid), time.process_time()
@@ -392,12 +433,12 @@ def main(argv=None):
             s["client_cpu_ms_per_answer"] = cli_cpu * 1000 / n
             s["connections"] = counts["connects"]
             s["connection"] = args.connection
-            s.update(db=db_label, mode=mode, patients=args.patients,
+            s.update(db=db_label, mode=mode, patients=args.patients, server=server,
                      workers=f"{workers_label}x{threads_label}", 
                      offered=f"{args.rate:g}/s" if mode == "paced" else "max", command=cmd,
                      load_after=os.getloadavg()[0])
             rows.append(s)
-            print(f"  {db_label:<10} {mode:<9} {s['answers']:>6} answers in {s['wall_s']:.1f}s -> "
+            print(f"  {server[:14]:<14} {db_label:<10} {mode:<9} {s['answers']:>6} answers in {s['wall_s']:.1f}s -> "
                   f"{s['answers_per_s']:.0f}/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
                   f"errors {s['errors']} {s['error_kinds']}; CPU/answer server {s['server_cpu_ms_per_answer']:.2f} ms, "
                   f"client {s['client_cpu_ms_per_answer']:.2f} ms; {s['connections']} TCP connections", file=sys.stderr)
@@ -419,12 +460,18 @@ def main(argv=None):
                 print(f"skipping {kind}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
             workers = args.workers or default_workers(url)
-            proc, port, cmd = start_server(url, schema, banks_dir, workers, f"{tmpdir}/server.log", args.threads,
-                                           args.worker_class)
+            servers = [("this checkout", None)]
+            if args.compare_with:
+                servers.insert(0, (f"before ({describe_checkout(args.compare_with)})", args.compare_with))
             try:
-                one("127.0.0.1", port, key, kind, workers, cmd, pgid=proc.pid)
+                for label, repo in servers:
+                    proc, port, cmd = start_server(url, schema, banks_dir, workers, f"{tmpdir}/server.log",
+                                                   args.threads, repo)
+                    try:
+                        one("127.0.0.1", port, key, kind, workers, cmd, pgid=proc.pid, server=label)
+                    finally:
+                        stop_server(proc)
             finally:
-                stop_server(proc)
                 if os.environ.get("CAT_PROM_BENCH_KEEP_LOG"):
                     shutil.copy(f"{tmpdir}/server.log", os.environ["CAT_PROM_BENCH_KEEP_LOG"] + f".{kind}.log")
                 if schema:
@@ -435,14 +482,18 @@ def main(argv=None):
 
     what = f"battery {args.battery}" if args.battery else f"banks {', '.join(bank_ids)} (default designs)"
     print(f"\n{env_line}; server: `{rows[0]['command'] if rows else '-'}`; each patient: {what}\n")
-    print("| database | load | patients | workers | answers | answers/s | p50 ms | p95 ms | p99 ms | max ms "
+    limits = ", ".join(f"{k}={os.environ.get(k, v)}" for k, v in BENCH_LIMITS.items())
+    print(f"rate limits of this checkout's server: {limits} (per key; all patients share one key)\n")
+    print("| server | database | load | patients | workers | answers | answers/s | p50 ms | p95 ms | p99 ms | max ms "
           "| errors | sittings finished | server CPU ms/answer | client CPU ms/answer | TCP connections |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['db']} | {r['mode']} ({r['offered']}) | {r['patients']} | {r['workers']} | {r['answers']} | "
+        print(f"| {r['server']} | {r['db']} | {r['mode']} ({r['offered']}) | {r['patients']} | {r['workers']} | {r['answers']} | "
               f"{r['answers_per_s']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
               f"{r['errors']} | {r['sessions_finished']} | {r['server_cpu_ms_per_answer']:.2f} | "
               f"{r['client_cpu_ms_per_answer']:.2f} | {r['connections']} ({r['connection']}) |")
+    if args.compare_with:
+        print_ratios(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 1 if any(r["errors"] for r in rows) else 0

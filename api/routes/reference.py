@@ -12,7 +12,9 @@ bp = Blueprint("reference", __name__)
 def _asset(name: str, mimetype: str) -> Response:
     resp = Response((STATIC / name).read_bytes(), mimetype=mimetype)
     resp.headers["Cache-Control"] = "public, max-age=300"
-    resp.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self' 'unsafe-inline'"
+    # frame-ancestors: no other site may frame the page (clickjacking); nosniff etc.: api.headers
+    resp.headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
     return resp
 
 

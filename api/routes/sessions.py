@@ -5,6 +5,7 @@ from flask import current_app, g, url_for
 from flask.views import MethodView
 
 from ..keys import require
+from ..limits import per_key
 from ..schemas import AnswerSchema, CreateSessionSchema, ProblemSchema, SessionSchema
 from ..smorest import Blueprint
 
@@ -24,6 +25,7 @@ def _svc():
 @blp.route("")
 class Sessions(MethodView):
     @require("patient-app")
+    @per_key("sessions")
     @blp.arguments(_CREATE_ARGS)
     @blp.response(201, SessionSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="bank-not-found or battery-not-found",
@@ -54,6 +56,7 @@ class Session(MethodView):
 @blp.route("/<string:session_id>/responses")
 class Responses(MethodView):
     @require("patient-app")
+    @per_key("answers")
     @blp.arguments(_ANSWER_ARGS)
     @blp.response(200, SessionSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="session-not-found",

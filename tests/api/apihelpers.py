@@ -8,11 +8,14 @@ from api import keys as keys_mod
 
 PG_URL = os.environ.get("CAT_PROM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+#: Tests drive many requests with one key (and many 401s); the rate-limit tests switch limits on.
+RATE_LIMITS_OFF = {"RATE_LIMIT_SESSIONS": "off", "RATE_LIMIT_ANSWERS": "off", "RATE_LIMIT_AUTH_FAILURES": "off",
+                   "REDIS_URL": None}
 
 
 def make_app(banks_dir, db_url, **extra):
     cfg = {"DATABASE_URL": db_url, "BANKS_DIR": str(banks_dir), "TESTING": True, "KEY_CACHE_TTL": 0,
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", **RATE_LIMITS_OFF}
     cfg.update(extra)
     return create_app(cfg)
 

@@ -1,4 +1,4 @@
-"""Start real `cat-prom serve` processes (gunicorn) for tests and the benchmark; a tiny HTTP client."""
+"""Start real `cat-prom serve` processes (uvicorn + the Flask app) for tests and the benchmark; a tiny HTTP client."""
 from __future__ import annotations
 
 import http.client
@@ -29,9 +29,13 @@ class Server:
         self.base = ("127.0.0.1", self.port)
         env = dict(os.environ)
         env.update({"CAT_PROM_DATABASE_URL": db_url, "CAT_PROM_BANKS_DIR": str(banks_dir),
-                    "CAT_PROM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+                    "CAT_PROM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+                    # tests drive many requests with one key; the rate-limit tests set their own limits
+                    "CAT_PROM_RATE_LIMIT_SESSIONS": "off", "CAT_PROM_RATE_LIMIT_ANSWERS": "off",
+                    "CAT_PROM_RATE_LIMIT_AUTH_FAILURES": "off"})
         if schema:
             env["CAT_PROM_DATABASE_SCHEMA"] = schema
+        env.pop("CAT_PROM_REDIS_URL", None)
         env.update(extra_env or {})
         self.log_path = log_path
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL

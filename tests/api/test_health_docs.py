@@ -84,10 +84,13 @@ def test_reference_page_is_self_contained(client):
 
 
 def test_request_id_echoed_and_generated(client):
-    r = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
-    assert r.headers["X-Request-ID"] == "abc-123"
-    r = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
-    assert re.fullmatch(r"[0-9a-f]{32}", r.headers["X-Request-ID"])
+    for rid in ("0b6f3c1e-8d2a-4c55-9a63-3f3c2d1e0a9b", "5c0e9f1a2b3c4d5e"):  # opaque ids are taken
+        r = client.get("/healthz", headers={"X-Request-ID": rid})
+        assert r.headers["X-Request-ID"] == rid
+    # anything else is replaced (it is logged, and could carry a patient reference)
+    for rid in ("bad id with spaces", "abc-123", "pt-7f3a9c", "a" * 65):
+        r = client.get("/healthz", headers={"X-Request-ID": rid})
+        assert re.fullmatch(r"[0-9a-f]{32}", r.headers["X-Request-ID"])
 
 
 def test_reference_page_renders_the_openapi_document(client, tmp_path):
