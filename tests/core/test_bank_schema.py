@@ -40,6 +40,7 @@ def full_doc() -> dict:
         "format": "cat-prom-bank/1", "id": "pain-int", "name": "Pain interference", "version": "1.2",
         "domain": "pain interference", "recall_period": "In the past 7 days", "model": "mixed",
         "instructions": "Please answer each question.", "language": "en", "description": "test bank",
+        "codes": [{"system": "http://loinc.org", "code": "00000-0", "display": "Example panel (not a real code)"}],
         "metric": {"t_mean": 50, "t_sd": 10, "direction": "higher_is_worse"},
         "severity_bands": [{"label": "within normal limits", "min_t": None, "max_t": 55},
                            {"label": "mild", "min_t": 55, "max_t": 60},
@@ -51,7 +52,7 @@ def full_doc() -> dict:
         "items": [
             {"id": "PI1", "stem": "Pain interfered with work", "options": opts, "a": 2.1,
              "thresholds": [-0.5, 0.3, 1.1, 2.0], "model": "grm", "content": ["work"], "enemies": ["PI3"],
-             "exposure_k": 0.6},
+             "exposure_k": 0.6, "codes": [{"system": "urn:example:licensor", "code": "PI-1"}]},
             {"id": "PI2", "stem": "Pain kept me from sleeping", "options": opts, "a": 1.7,
              "thresholds": [-1.0, 0.0, 1.0, 1.9], "model": "grm", "content": ["sleep"]},
             {"id": "PI3", "stem": "Pain made it hard to enjoy things", "a": 1.2, "thresholds": [0.4, -0.1],
