@@ -103,12 +103,14 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .smorest import Api
     from .routes import banks, health, keys, patients, reference, sessions, simulations
+    from . import fhir
 
     api = Api(app)
     register_problems(app)
     for blp in (health.blp, banks.blp, sessions.blp, patients.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
+    fhir.init_app(app)  # /fhir: FHIR R4 + SDC adaptive questionnaires (api/fhir/, docs/fhir.md)
     _install_hooks(app)
     return app
 

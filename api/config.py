@@ -19,6 +19,10 @@ takes the same keys (without the prefix or with it) to override them in tests.
 ``CAT_PROM_KEY_CACHE_TTL``     seconds a verified API key is cached in a worker. Default 2
 ``CAT_PROM_MAX_BODY_BYTES``    largest request body accepted. Default 65536
 ``CAT_PROM_LOG_LEVEL``         logging level. Default ``INFO``
+``CAT_PROM_FHIR_BASE_URL``     FHIR base URL used in canonical URLs and references (e.g.
+                               ``https://prom.example.org/fhir``). Default: the request's host + ``/fhir``
+``CAT_PROM_FHIR_SIGNING_KEY``  key of the signed ``$next-question`` state (docs/fhir.md). Default: derived from
+                               ``CAT_PROM_SECRET_KEY``, else a random key kept in ``<instance>/fhir-signing.key``
 =============================  ==========================================================
 """
 from __future__ import annotations
@@ -43,6 +47,8 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "PG_SYNCHRONOUS_COMMIT": (None, str),
     "MAX_BODY_BYTES": (65536, int),
     "LOG_LEVEL": ("INFO", str),
+    "FHIR_BASE_URL": (None, str),
+    "FHIR_SIGNING_KEY": (None, str),
 }
 
 

@@ -1,0 +1,134 @@
+"""The ``/fhir`` routes: CapabilityStatement, Questionnaires, ``$next-question``, and stored sittings
+as QuestionnaireResponse and Observations. Bodies are ``application/fhir+json``; errors are
+OperationOutcome (:mod:`api.fhir.outcome`)."""
+from __future__ import annotations
+
+import json
+import re
+
+from flask import Blueprint, Response, current_app, g, request
+
+from ..keys import ROLES, require
+from ..problems import Problem
+from .codes import FHIR_MEDIA_TYPE, FHIR_ID
+from .nextq import NextQuestion, read_request
+from .questionnaire import published
+from .records import bundle, observations, questionnaire_response
+from .capability import capability_statement
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+#: Who may run $next-question. Issue 9 adds link tokens scoped to one patient: accept them here
+#: (``require`` will know them); $next-question reads no patient data and stores nothing, so it
+#: needs no patient scope check; storing a sitting (not offered yet) will have to check that the
+#: QuestionnaireResponse's subject is the token's patient.
+NEXT_QUESTION_ROLES = ("patient-app",)
+#: Who may read stored sittings as FHIR (as GET /v1/patients/{ref}/results).
+RECORD_ROLES = ("clinician",)
+_PATIENT_REF = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def _ext():
+    return current_app.extensions["cat_prom_fhir"]
+
+
+def fhir_response(resource: dict, status: int = 200) -> Response:
+    return Response(json.dumps(resource, ensure_ascii=False), status=status, mimetype=FHIR_MEDIA_TYPE)
+
+
+@bp.get("/metadata")
+def metadata():
+    """The CapabilityStatement (public, as FHIR servers publish it)."""
+    return fhir_response(capability_statement(_ext().base(), list(_ext().catalog.targets)))
+
+
+@bp.get("/Questionnaire")
+@require(*ROLES)
+def questionnaires():
+    ext = _ext()
+    base = ext.base()
+    wanted_id, wanted_url = request.args.get("_id"), request.args.get("url")
+    out = []
+    for t in ext.catalog.targets.values():
+        q = published(t, base, ext.loaded)
+        if (wanted_id and t.id not in wanted_id.split(",")) or (wanted_url and q["url"] != wanted_url.split("|")[0]):
+            continue
+        out.append(q)
+    return fhir_response(bundle(out, base, total=len(out), self_url=request.url))
+
+
+@bp.get("/Questionnaire/<string:qid>")
+@require(*ROLES)
+def questionnaire(qid):
+    ext = _ext()
+    t = ext.catalog.targets.get(qid)
+    if t is None:
+        raise Problem("questionnaire-not-found", f"No Questionnaire {qid[:100]!r}; GET /fhir/Questionnaire lists them.")
+    return fhir_response(published(t, ext.base(), ext.loaded))
+
+
+@bp.post("/Questionnaire/$next-question")
+@require(*NEXT_QUESTION_ROLES)
+def next_question():
+    return _next(None)
+
+
+@bp.post("/Questionnaire/<string:qid>/$next-question")
+@require(*NEXT_QUESTION_ROLES)
+def next_question_instance(qid):
+    return _next(qid)
+
+
+def _next(qid):
+    ext = _ext()
+    qr = read_request(g.get("json_body"))
+    # The operation has one output parameter, `return`, a resource: FHIR returns it bare (R4 operations 3.1.0.1.6).
+    return fhir_response(NextQuestion(ext.catalog, ext.signer, ext.base()).step(qr, qid))
+
+
+@bp.get("/QuestionnaireResponse/<string:sid>")
+@require(*RECORD_ROLES)
+def questionnaire_response_read(sid):
+    ext = _ext()
+    view = current_app.extensions["cat_prom"].sessions.get(g.principal.tenant, sid)
+    return fhir_response(questionnaire_response(view, current_app.extensions["cat_prom"].registry.banks, ext.base()))
+
+
+@bp.get("/Observation/<string:oid>")
+@require(*RECORD_ROLES)
+def observation_read(oid):
+    sid, _, k = oid.rpartition(".")
+    if not sid or not k.isdigit() or not FHIR_ID.match(oid):
+        raise Problem("not-found", "No Observation with this id; Observation ids are <session id>.<domain index>.")
+    view = current_app.extensions["cat_prom"].sessions.get(g.principal.tenant, sid, with_answers=False)
+    if view.get("status") != "finished":
+        raise Problem("not-found", "This sitting is not finished, so it has no Observations yet.")
+    obs = observations(view, current_app.extensions["cat_prom"].registry.banks)
+    if int(k) >= len(obs):
+        raise Problem("not-found", "This sitting has no domain with that index.")
+    return fhir_response(obs[int(k)])
+
+
+@bp.get("/Observation")
+@require(*RECORD_ROLES)
+def observation_search():
+    ref = request.args.get("subject") or request.args.get("patient") or ""
+    ref = ref.split("/", 1)[1] if ref.startswith("Patient/") else ref
+    if not _PATIENT_REF.match(ref):
+        raise Problem("bad-request", "Search Observations by patient: `subject=Patient/<patient reference>` (1-128 "
+                                     "letters, digits and . _ : @ -).", fhir_expression=["subject"])
+    try:
+        count = min(max(int(request.args.get("_count", 20)), 1), 100)
+        offset = max(int(request.args.get("_offset", 0)), 0)
+    except ValueError:
+        raise Problem("bad-request", "`_count` and `_offset` must be integers.") from None
+    svc = current_app.extensions["cat_prom"].sessions
+    page = svc.patient_results(g.principal.tenant, ref, count + 1, offset)["sessions"]
+    more = len(page) > count
+    banks = current_app.extensions["cat_prom"].registry.banks
+    entries = []
+    for s in page[:count]:
+        entries.extend(observations({**s, "patient": ref}, banks))
+    base = _ext().base()
+    nxt = f"{base}/Observation?subject=Patient/{ref}&_count={count}&_offset={offset + count}" if more else None
+    return fhir_response(bundle(entries, base, next_url=nxt, self_url=request.url))
