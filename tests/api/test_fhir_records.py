@@ -1,0 +1,119 @@
+"""Stored sittings read as FHIR: the QuestionnaireResponse and one Observation per domain."""
+from __future__ import annotations
+
+import pytest
+
+from apihelpers import Keys, make_app
+from fhirhelpers import SIGNING_KEY, run_fhir
+
+
+@pytest.fixture
+def fapp(tmp_path, banks_dir):
+    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'f.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
+    yield app
+    app.extensions["cat_prom"].db.dispose()
+
+
+def _json_sitting(c, ph, patient, given, battery="pain-core", banks=None):
+    body = {"patient": patient, **({"battery": battery} if banks is None else {"banks": banks})}
+    view = c.post("/v1/sessions", json=body, headers=ph).get_json()
+    sid = view["id"]
+    i = 0
+    while view["status"] == "in_progress":
+        q = view["question"]
+        item_id, value = given(i, q)
+        a = {"seq": q["seq"], "item_id": item_id}
+        a.update({"declined": True} if value is None else {"value": value})
+        view = c.post(f"/v1/sessions/{sid}/responses", json=a, headers=ph).get_json()
+        i += 1
+    return sid, view
+
+
+def test_json_api_sitting_reads_as_the_fhir_sitting(fapp):
+    c = fapp.test_client()
+    keys = Keys(fapp)
+    ph, ch = keys["patient-app"], keys["clinician"]
+    seen, given = run_fhir(c, ph, "battery.pain-core")
+    sid, view = _json_sitting(c, ph, "p-rec-1", lambda i, q: (given[i][0], None if given[i][1] is None
+                                                              else int(given[i][1])))
+    qr = c.get(f"/fhir/QuestionnaireResponse/{sid}", headers=ch)
+    assert qr.status_code == 200 and qr.mimetype == "application/fhir+json"
+    qr = qr.get_json()
+    assert qr["status"] == "completed" and qr["id"] == sid
+    assert qr["subject"]["reference"] == "Patient/p-rec-1"
+    assert qr["questionnaire"].endswith("/fhir/Questionnaire/battery.pain-core")
+    # the same items, answers and score groups as the $next-question sitting with the same answers
+    assert qr["item"] == seen[-1]["item"]
+
+    obs = c.get("/fhir/Observation?subject=Patient/p-rec-1", headers=ch).get_json()
+    assert obs["resourceType"] == "Bundle" and obs["type"] == "searchset"
+    res = [e["resource"] for e in obs["entry"]]
+    assert len(res) == len(view["results"]) == 4
+    for o, r in zip(res, view["results"]):
+        assert o["valueQuantity"]["value"] == r["t_score"]
+        comp = {x["code"]["coding"][0]["code"]: x for x in o["component"]}
+        assert comp["theta"]["valueQuantity"]["value"] == r["theta"]
+        assert comp["se"]["valueQuantity"]["value"] == r["se"]
+        assert comp["band"]["valueString"] == r["band"]
+        assert comp["stop-reason"]["valueString"] == r["stop_reason"]
+        assert o["derivedFrom"] == [{"reference": f"QuestionnaireResponse/{sid}"}]
+        assert o["code"]["coding"][0] == {"system": "urn:cat-prom:fhir:bank", "code": r["bank_id"],
+                                          "display": fapp.extensions["cat_prom"].registry.banks[r["bank_id"]].name}
+        assert o["method"]["coding"][0]["code"] == "cat-eap"
+        one = c.get(f"/fhir/Observation/{o['id']}", headers=ch).get_json()
+        assert one == o
+    # patient= is accepted as well, and a bare reference
+    assert c.get("/fhir/Observation?patient=p-rec-1", headers=ch).get_json()["entry"] == obs["entry"]
+
+
+def test_not_scored_domain_has_no_number(fapp):
+    c = fapp.test_client()
+    keys = Keys(fapp)
+    ph, ch = keys["patient-app"], keys["clinician"]
+    sid, view = _json_sitting(c, ph, "p-rec-2", lambda i, q: (q["item_id"], None), banks=["sleep-disturbance"])
+    assert view["status"] == "finished" and view["results"][0]["n_answered"] == 0
+    o = c.get("/fhir/Observation?subject=Patient/p-rec-2", headers=ch).get_json()["entry"][0]["resource"]
+    assert "valueQuantity" not in o
+    assert o["dataAbsentReason"]["coding"][0]["code"] == "asked-declined"
+    assert {x["code"]["coding"][0]["code"] for x in o.get("component", [])} == {"stop-reason"}
+    qr = c.get(f"/fhir/QuestionnaireResponse/{sid}", headers=ch).get_json()
+    scores = qr["item"][-1]["item"]
+    for it in scores[:4]:  # theta, se, t-score, band: no answer, a data-absent-reason
+        assert "answer" not in it and it["extension"][0]["valueCode"] == "asked-declined"
+
+
+def test_records_need_a_clinician_key_of_the_tenant(fapp):
+    c = fapp.test_client()
+    keys = Keys(fapp)
+    ph = keys["patient-app"]
+    sid, _ = _json_sitting(c, ph, "p-rec-3", lambda i, q: (q["item_id"], q["options"][0]["value"]),
+                           banks=["pain-intensity"])
+    r = c.get(f"/fhir/QuestionnaireResponse/{sid}", headers=ph)
+    assert r.status_code == 403 and r.get_json()["resourceType"] == "OperationOutcome"
+    other = keys["clinician@other"]
+    r = c.get(f"/fhir/QuestionnaireResponse/{sid}", headers=other)
+    assert r.status_code == 404 and r.get_json()["issue"][0]["details"]["coding"][0]["code"] == "session-not-found"
+    assert c.get("/fhir/Observation?subject=Patient/p-rec-3", headers=other).get_json()["entry"] == []
+    for bad in ("", "Patient/", "x" * 200, "a b"):
+        r = c.get("/fhir/Observation", query_string={"subject": bad}, headers=keys["clinician"])
+        assert r.status_code == 400 and r.get_json()["issue"][0]["expression"] == ["subject"]
+    assert c.get(f"/fhir/Observation/{sid}.7", headers=keys["clinician"]).status_code == 404
+    assert c.get("/fhir/Observation/nodot", headers=keys["clinician"]).status_code == 404
+
+
+def test_in_progress_sitting_and_paging(fapp):
+    c = fapp.test_client()
+    keys = Keys(fapp)
+    ph, ch = keys["patient-app"], keys["clinician"]
+    view = c.post("/v1/sessions", json={"banks": ["pain-intensity"], "patient": "p-rec-4"}, headers=ph).get_json()
+    qr = c.get(f"/fhir/QuestionnaireResponse/{view['id']}", headers=ch).get_json()
+    assert qr["status"] == "in-progress" and "item" not in qr
+    assert c.get(f"/fhir/Observation/{view['id']}.0", headers=ch).status_code == 404
+    for _ in range(3):
+        _json_sitting(c, ph, "p-rec-5", lambda i, q: (q["item_id"], q["options"][1]["value"]),
+                      banks=["pain-intensity"])
+    page = c.get("/fhir/Observation?subject=Patient/p-rec-5&_count=2", headers=ch).get_json()
+    assert len(page["entry"]) == 2
+    nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    rest = c.get(nxt.split("/fhir", 1)[1].join(["/fhir", ""]), headers=ch).get_json()
+    assert len(rest["entry"]) == 1 and not any(link["relation"] == "next" for link in rest.get("link", []))
