@@ -1,7 +1,7 @@
 """cat-prom's HTTP service: a thin Flask app over the CAT engine.
 
 ``create_app(config=None)`` builds the app: configuration from the environment
-(:mod:`api.config`), storage (:mod:`api.db`, migrated at start), the banks
+(:mod:`api.config`), storage (:mod:`api.store`, migrated at start), the banks
 (:mod:`api.registry`), one blueprint per resource, RFC 9457 errors
 (:mod:`api.problems`) and the OpenAPI document at ``/v1/openapi.json``.
 """
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 
 from .config import load_config
-from .db import Database
 from .problems import Problem, register as register_problems
 from .registry import Registry
 from .service import SessionService
+from .store import SessionStore
 
 __all__ = ["create_app"]
 
@@ -34,7 +34,7 @@ access_log = logging.getLogger("cat_prom.api.access")
 
 @dataclass
 class Extension:
-    db: Database
+    store: SessionStore
     registry: Registry
     sessions: SessionService
 
@@ -91,14 +91,14 @@ def create_app(config: dict | None = None) -> Flask:
     except OSError:  # pragma: no cover - read-only install; the DB URL must then point elsewhere
         pass
 
-    db = Database(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
+    store = SessionStore(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
                   sqlite_synchronous=settings["CAT_PROM_SQLITE_SYNCHRONOUS"],
                   pg_synchronous_commit=settings["CAT_PROM_PG_SYNCHRONOUS_COMMIT"])
     if settings["CAT_PROM_AUTO_MIGRATE"]:
-        db.migrate()
+        store.migrate()
     registry = Registry.load(settings["CAT_PROM_BANKS_DIR"])
-    ext = Extension(db=db, registry=registry,
-                    sessions=SessionService(db, registry, settings["CAT_PROM_SESSION_TTL"]))
+    ext = Extension(store=store, registry=registry,
+                    sessions=SessionService(store, registry, settings["CAT_PROM_SESSION_TTL"]))
     app.extensions["cat_prom"] = ext
 
     from .smorest import Api

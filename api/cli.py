@@ -79,8 +79,8 @@ def _settings() -> dict:
 
 
 def _database(settings: dict):
-    from .db import Database
-    db = Database(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
+    from .store import SessionStore
+    db = SessionStore(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
                   sqlite_synchronous=settings["CAT_PROM_SQLITE_SYNCHRONOUS"],
                   pg_synchronous_commit=settings["CAT_PROM_PG_SYNCHRONOUS_COMMIT"])
     db.migrate()

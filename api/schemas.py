@@ -258,6 +258,29 @@ class SimulationSchema(Strict):
     seed = JsonInteger(validate=validate.Range(min=0, max=2**63 - 1))
 
 
+class SimulationResultSchema(ma.Schema):
+    """``cat_prom.simulation`` summary (see docs/simulation.md)."""
+
+    mode = fields.String()
+    n = fields.Integer()
+    bank_id = fields.String()
+    bank_n_items = fields.Integer()
+    design = fields.Dict()
+    seed = fields.Integer(allow_none=True)
+    reference = fields.String(allow_none=True)
+    bias = fields.Float(allow_none=True)
+    rmse = fields.Float(allow_none=True)
+    mean_abs_error = fields.Float(allow_none=True)
+    correlation = fields.Float(allow_none=True)
+    test_length = fields.Dict()
+    se = fields.Dict()
+    by_theta_band = fields.List(fields.Dict())
+    exposure = fields.Dict()
+    stop_reasons = fields.Dict()
+    elapsed_s = fields.Float()
+    cats_per_second = fields.Float(allow_none=True)
+
+
 class ProblemSchema(ma.Schema):
     """RFC 9457 problem details (media type application/problem+json). Problem types may add
     extension members (RFC 9457 §3.2), so other members are allowed."""

@@ -31,7 +31,7 @@ def readyz():
     checks = {}
     ok = True
     try:
-        ext.db.ping()
+        ext.store.ping()
         checks["database"] = "ok"
     except Exception as e:  # report, never raise
         checks["database"] = f"unreachable ({type(e).__name__})"

@@ -142,7 +142,7 @@ def fuzz_env(tmp_path_factory, banks_dir):
                            headers=env["patient"]).json
     env["sid"] = v["id"]
     yield env
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def _check(r, method="POST"):
@@ -217,13 +217,16 @@ def test_database_down_is_503(app, client, patient_h, monkeypatch):
 
 
 def test_database_error_on_the_answer_route_is_503(app, client, patient_h, monkeypatch):
-    """The answer route talks to the DBAPI connection directly; driver errors still map to 503."""
-    import api.db
+    """A driver error on the answer route's session read maps to 503, and the pooled connection survives."""
+    import sqlalchemy as sa
+
+    import api.store.session_queries
 
     r = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-db"}, headers=patient_h)
     assert r.status_code == 201
     q = r.json["question"]
-    monkeypatch.setitem(api.db._SQL_SQLITE, "select", "SELECT * FROM no_such_table WHERE ? AND ?")
+    monkeypatch.setattr(api.store.session_queries, "_SEL_SESSION",
+                        sa.text("SELECT * FROM no_such_table WHERE id = :p_sid AND tenant = :p_tenant"))
     r2 = client.post(f"/v1/sessions/{r.json['id']}/responses", headers=patient_h,
                      json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
     assert_problem(r2, 503, "service-unavailable")

@@ -27,7 +27,7 @@ def test_readyz_not_ready_without_banks_folder(tmp_path):
     assert "does not exist" in r.json["bank_errors"][0]
     # the rest of the service still works
     assert app.test_client().get("/healthz").status_code == 200
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_readyz_reports_broken_bank_file_but_loads_others(tmp_path, banks_dir):
@@ -39,7 +39,7 @@ def test_readyz_reports_broken_bank_file_but_loads_others(tmp_path, banks_dir):
     r = app.test_client().get("/readyz")
     assert r.status_code == 200
     assert any("broken.json" in e for e in r.json["bank_errors"])
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_readyz_database_unreachable(tmp_path, banks_dir):
@@ -47,11 +47,11 @@ def test_readyz_database_unreachable(tmp_path, banks_dir):
     (tmp_path / "db.sqlite").unlink()  # the tables are gone: not ready
     for f in tmp_path.glob("db.sqlite-*"):
         f.unlink()
-    app.extensions["cat_prom"].db.engine.dispose()
+    app.extensions["cat_prom"].store.engine.dispose()
     r = app.test_client().get("/readyz")
     assert r.status_code == 503
     assert r.json["checks"]["database"].startswith("unreachable")
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_openapi_document(client):
