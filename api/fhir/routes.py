@@ -100,7 +100,7 @@ def observation_read(oid):
     sid, _, k = oid.rpartition(".")
     if not sid or not k.isdigit() or not FHIR_ID.match(oid):
         raise Problem("not-found", "No Observation with this id; Observation ids are <session id>.<domain index>.")
-    view = current_app.extensions["cat_prom"].sessions.get(g.principal.tenant, sid, with_answers=False)
+    view = current_app.extensions["cat_prom"].sessions.get(g.principal.tenant, sid)
     if view.get("status") != "finished":
         raise Problem("not-found", "This sitting is not finished, so it has no Observations yet.")
     obs = observations(view, current_app.extensions["cat_prom"].registry.banks)

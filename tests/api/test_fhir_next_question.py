@@ -17,7 +17,7 @@ from fhirhelpers import (FHIR, SIGNING_KEY, choose, current_question, declines, 
 def fapp(tmp_path, banks_dir):
     app = make_app(banks_dir, f"sqlite:///{tmp_path / 'f.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
     yield app
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 @pytest.fixture

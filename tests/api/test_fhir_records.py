@@ -11,7 +11,7 @@ from fhirhelpers import SIGNING_KEY, run_fhir
 def fapp(tmp_path, banks_dir):
     app = make_app(banks_dir, f"sqlite:///{tmp_path / 'f.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
     yield app
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def _json_sitting(c, ph, patient, given, battery="pain-core", banks=None):

@@ -54,7 +54,7 @@ def world(tmp_path_factory):
                 c.post("/fhir/Questionnaire/$next-question", data="{", headers=ph, content_type=FHIR).get_json()]
     yield {"app": app, "client": c, "seen": seen, "bank_run": bank_run, "questionnaires": questionnaires,
            "metadata": c.get("/fhir/metadata").get_json(), "records": records, "outcomes": outcomes}
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def _all(world):
