@@ -21,6 +21,8 @@ takes the same keys (without the prefix or with it) to override them in tests.
 ``CAT_PROM_LOG_LEVEL``         logging level. Default ``INFO``
 ``CAT_PROM_FHIR_BASE_URL``     FHIR base URL used in canonical URLs and references (e.g.
                                ``https://prom.example.org/fhir``). Default: the request's host + ``/fhir``
+``CAT_PROM_FHIR_MAX_BODY_BYTES`` largest request body on ``/fhir`` (a QuestionnaireResponse carries its whole
+                               sitting: ~3 KB per question). Default 1048576
 ``CAT_PROM_FHIR_SIGNING_KEY``  key of the signed ``$next-question`` state (docs/fhir.md). Default: derived from
                                ``CAT_PROM_SECRET_KEY``, else a random key kept in ``<instance>/fhir-signing.key``
 =============================  ==========================================================
@@ -49,6 +51,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "LOG_LEVEL": ("INFO", str),
     "FHIR_BASE_URL": (None, str),
     "FHIR_SIGNING_KEY": (None, str),
+    "FHIR_MAX_BODY_BYTES": (1048576, int),
 }
 
 

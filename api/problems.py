@@ -63,6 +63,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "fhir-answer-not-an-option": (422, "Answer is not one of the question's options"),
     "fhir-answers-changed": (422, "An earlier answer was changed"),
     "fhir-answer-missing": (422, "An earlier question has no answer"),
+    "fhir-sitting-unfinished": (422, "The sitting is not finished"),
     "too-many-requests": (429, "Too many requests"),
     "internal-error": (500, "Internal server error"),
     "service-unavailable": (503, "Service unavailable"),

@@ -154,6 +154,24 @@ class SessionService:
             self.cache.put(rec.id, 0, battery)
         return self.render(rec, battery, now)
 
+    def store_finished(self, tenant: str, sid: str, patient: str, battery_id: str | None, battery) -> dict | None:
+        """Store a sitting run to its end elsewhere (the FHIR interface's stateless ``$next-question``)
+        as a finished sitting ``sid``: its config and response log exactly as if it had been run
+        here, in one transaction. Returns its rendering, or None when ``sid`` exists already."""
+        now = utcnow()
+        state = battery.to_dict()
+        config = {**state, "sessions": [{**s, "log": []} for s in state["sessions"]]}  # as create() stores it
+        entries = [e for s in battery.sessions for e in s.log]
+        log = [ResponseRecord(seq=i + 1, item_id=e["item_id"], value=e.get("value"), declined=bool(e.get("declined")),
+                              created_at=now) for i, e in enumerate(entries)]
+        rec = SessionRecord(
+            id=sid, tenant=tenant, patient_ref=patient, status=FINISHED, battery_id=battery_id,
+            bank_ids=[s.bank.id for s in battery.sessions], version=len(log), n_responses=len(log), created_at=now,
+            updated_at=now, expires_at=now + self.ttl, finished_at=now, result=jsonable(battery.results()))
+        if not self.store.insert_finished_session(rec, config, log):
+            return None
+        return self.render(rec, None, now, answers=log)
+
     def _domains(self, args: dict) -> tuple[list[str], list[tuple]]:
         """The sitting's bank ids and (bank, design) pairs, designs merged battery < all < per bank."""
         _, Design = _engine()

@@ -33,7 +33,8 @@ def capability_statement(base: str, questionnaire_ids: list[str]) -> dict:
                  "searchParam": [{"name": "_id", "type": "token"}, {"name": "url", "type": "uri"}],
                  "operation": [{"name": "next-question", "definition": OPDEF_NEXT_QUESTION}]},
                 {"type": "QuestionnaireResponse", "supportedProfile": [PROFILE_QR_ADAPT],
-                 "interaction": [{"code": "read"}]},
+                 "interaction": [{"code": "read"}, {"code": "create", "documentation": "Stores a sitting "
+                                                    "completed through $next-question (patient-app key)."}]},
                 {"type": "Observation", "interaction": [{"code": "read"}, {"code": "search-type"}],
                  "searchParam": [{"name": "subject", "type": "reference"}, {"name": "patient", "type": "reference"},
                                  {"name": "_count", "type": "number"}]},

@@ -23,6 +23,7 @@ them and the answers.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from ..problems import Problem
 from .codes import CS_DATA_ABSENT, DECLINED, PROFILE_QR_ADAPT, EXT_CAT_STATE, answer_code, answer_system
@@ -81,6 +82,16 @@ def _flatten(items, out: list, path: str) -> None:
         _flatten(it.get("item"), out, p)
         for j, a in enumerate(it.get("answer") or []):
             _flatten(a.get("item"), out, f"{p}.answer[{j}]")
+
+
+@dataclass
+class Replay:
+    target: object
+    cq: dict | None  # the contained Questionnaire posted (None on a first call without one)
+    battery: object  # cat_prom.session.Battery after the answers
+    nonce: str
+    asked: list  # (bank, item) offered, the next question included
+    answered: list  # QuestionnaireResponse items of the answers, in order
 
 
 class NextQuestion:
@@ -150,7 +161,8 @@ class NextQuestion:
             out[lid] = (path + ".answer[0]", answers[0])
         return out
 
-    def step(self, qr: dict, url_qid: str | None = None) -> dict:
+    def replay(self, qr: dict, url_qid: str | None = None) -> "Replay":
+        """Rebuild the sitting from ``qr``, checking each answer as it is replayed (see the module doc)."""
         from cat_prom.session import Battery
 
         target, cq = self.target_for(qr, url_qid)
@@ -158,7 +170,8 @@ class NextQuestion:
         offered = tok.offered if tok else ()
         nonce = tok.nonce if tok else self.signer.new_nonce()
         answers = self._answers(qr, target, offered)
-        battery = Battery(target.entries(), seed=self.signer.seed(nonce), id=target.key)
+        battery = Battery(target.entries(), seed=self.signer.seed(nonce),
+                          id=target.key if target.kind == "battery" else None)
         asked: list = []  # (bank, item) in order
         answered: list = []  # QR items
         for i, lid in enumerate(offered):
@@ -185,15 +198,22 @@ class NextQuestion:
                                   f"given when question {i + 2} was chosen: with it the test would have "
                                   f"{'stopped' if now is None else 'asked ' + repr(now)}. Restore the answer, or "
                                   f"start again.", fhir_expression=[path])
-        finished = bool(battery.finished)
-        if not finished and (not offered or len(answered) == len(offered)):
+        if not battery.finished and (not offered or len(answered) == len(offered)):
             asked.append((battery.current_bank, battery.current_item))
+        return Replay(target, cq, battery, nonce, asked, answered)
+
+    def step(self, qr: dict, url_qid: str | None = None) -> dict:
+        """The operation: ``qr`` with the next question added, or completed with the scores."""
+        rp = self.replay(qr, url_qid)
+        target, battery = rp.target, rp.battery
+        finished = bool(battery.finished)
         new_tok = CatStateToken(target.id, tuple((b.id, b.content_hash) for b in target.banks), target.design_hash,
-                                nonce, tuple(f"{b.id}/{it.id}" for b, it in asked))
-        cq_new = contained(target, self.base, asked, finished, self.signer.extension(new_tok))
+                                rp.nonce, tuple(f"{b.id}/{it.id}" for b, it in rp.asked))
+        cq_new = contained(target, self.base, rp.asked, finished, self.signer.extension(new_tok))
+        items = list(rp.answered)
         if finished:
-            answered.extend(score_answers(b, r) for b, r in zip(target.banks, battery.results()))
-        return _response(qr, cq, cq_new, answered, finished)
+            items.extend(score_answers(b, r) for b, r in zip(target.banks, battery.results()))
+        return _response(qr, rp.cq, cq_new, items, finished)
 
     @staticmethod
     def _apply(battery, bank, item, ans: dict, path: str) -> None:

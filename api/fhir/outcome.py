@@ -25,7 +25,7 @@ ISSUE_TYPES = {
     "fhir-signature-invalid": "security", "fhir-answer-not-offered": "business-rule",
     "fhir-answers-changed": "business-rule", "fhir-answer-missing": "required",
     "fhir-answer-not-an-option": "code-invalid", "fhir-questionnaire-mismatch": "business-rule",
-    "validation-error": "invalid",
+    "validation-error": "invalid", "fhir-sitting-unfinished": "incomplete",
 }
 _BY_STATUS = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
               409: "conflict", 410: "deleted", 413: "too-costly", 415: "not-supported", 422: "business-rule",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 from flask import Blueprint, Response, current_app, g, request
 
 from ..keys import ROLES, require
 from ..problems import Problem
+from ..schemas import REF_RE
 from .codes import FHIR_MEDIA_TYPE, FHIR_ID
 from .nextq import NextQuestion, read_request
 from .questionnaire import published
@@ -26,6 +28,15 @@ NEXT_QUESTION_ROLES = ("patient-app",)
 #: Who may read stored sittings as FHIR (as GET /v1/patients/{ref}/results).
 RECORD_ROLES = ("clinician",)
 _PATIENT_REF = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_STORE_REF = re.compile(REF_RE)
+#: namespace of stored FHIR sittings' ids: uuid5(_SITTING_NS, "<key id>:<nonce>")
+_SITTING_NS = uuid.UUID("5b8f3c1e-6f0a-4c49-9a53-2f7d1f0f4b11")
+
+
+@bp.url_value_preprocessor
+def _body_limit(endpoint, values):
+    # Runs before the app's before_request body parsing: a QuestionnaireResponse carries its whole sitting.
+    request.max_content_length = current_app.config["CAT_PROM_FHIR_MAX_BODY_BYTES"]
 
 
 def _ext():
@@ -84,6 +95,50 @@ def _next(qid):
     qr = read_request(g.get("json_body"))
     # The operation has one output parameter, `return`, a resource: FHIR returns it bare (R4 operations 3.1.0.1.6).
     return fhir_response(NextQuestion(ext.catalog, ext.signer, ext.base()).step(qr, qid))
+
+
+@bp.post("/QuestionnaireResponse")
+@require(*NEXT_QUESTION_ROLES)
+def questionnaire_response_create():
+    """Store a sitting finished through ``$next-question`` (a distinct action, as SDC asks: the
+    operation itself stores nothing). The response is verified and replayed exactly like
+    ``$next-question``; it must be complete. Its id derives from the sitting's signed nonce, so
+    posting it again stores nothing new (200 with the stored sitting)."""
+    ext = _ext()
+    body = g.get("json_body")
+    if not isinstance(body, dict) or body.get("resourceType") != "QuestionnaireResponse":
+        raise Problem("fhir-invalid-resource", "POST a QuestionnaireResponse completed through $next-question.")
+    qr = read_request(body)
+    rp = NextQuestion(ext.catalog, ext.signer, ext.base()).replay(qr)
+    if not rp.battery.finished or rp.cq is None:
+        raise Problem("fhir-sitting-unfinished", "Only a completed sitting can be stored: keep calling "
+                      "$next-question until its status is `completed`.", fhir_expression=["QuestionnaireResponse.status"])
+    patient = _patient_of(qr)
+    # Issue 9: a link token scoped to one patient must match `patient` here.
+    sid = str(uuid.uuid5(_SITTING_NS, f"{ext.signer.kid}:{rp.nonce}"))
+    svc = current_app.extensions["cat_prom"].sessions
+    tenant = g.principal.tenant
+    battery_id = rp.target.key if rp.target.kind == "battery" else None
+    created = svc.store_finished(tenant, sid, patient, battery_id, rp.battery) is not None
+    view = svc.get(tenant, sid)  # 404 when another tenant stored this sitting
+    stored = questionnaire_response(view, current_app.extensions["cat_prom"].registry.banks, ext.base())
+    if not created and (view["patient"] != patient or stored["item"] != NextQuestion(
+            ext.catalog, ext.signer, ext.base()).step(qr)["item"]):
+        raise Problem("conflict", "This sitting was stored already with other answers or another patient.")
+    resp = fhir_response(stored, 201 if created else 200)
+    resp.headers["Location"] = f"{ext.base()}/QuestionnaireResponse/{sid}"
+    return resp
+
+
+def _patient_of(qr: dict) -> str:
+    subj = qr.get("subject") or {}
+    ref = subj.get("reference") or ""
+    ref = ref.split("/", 1)[1] if ref.startswith("Patient/") else ((subj.get("identifier") or {}).get("value") or "")
+    if not _STORE_REF.match(ref):
+        raise Problem("validation-error", "A stored sitting needs its patient: set QuestionnaireResponse.subject to "
+                      "`Patient/<reference>` (1-128 letters, digits and . _ : @ -, as in the JSON API).",
+                      fhir_expression=["QuestionnaireResponse.subject"])
+    return ref
 
 
 @bp.get("/QuestionnaireResponse/<string:sid>")

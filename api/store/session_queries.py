@@ -80,6 +80,23 @@ class SessionQueries:
                 "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
                 "result": None if rec.result is None else dumps(rec.result)})
 
+    def insert_finished_session(self, rec: SessionRecord, config: dict, log: list[ResponseRecord]) -> bool:
+        """Store a sitting that was run elsewhere (FHIR ``$next-question``) and has finished: its
+        summary, config and whole response log in ONE transaction. False (nothing written) when a
+        sitting with this id exists already."""
+        with self.write() as conn:
+            if conn.execute(sa.select(sessions.c.id).where(sessions.c.id == rec.id)).first() is not None:
+                return False
+            conn.execute(_INS_SESSION, {
+                "id": rec.id, "tenant": rec.tenant, "patient_ref": rec.patient_ref, "status": rec.status,
+                "battery_id": rec.battery_id, "bank_ids": dumps(rec.bank_ids), "config": dumps(config),
+                "version": rec.version, "n_responses": rec.n_responses, "created_at": rec.created_at,
+                "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
+                "result": None if rec.result is None else dumps(rec.result)})
+            if log:
+                conn.execute(_INS_RESPONSE, [{"p_sid": rec.id, **_response_params(r)} for r in log])
+        return True
+
     def get_session(self, sid: str, tenant: str) -> SessionRecord | None:
         """The sitting ``sid`` of ``tenant`` without its config, or None (one autocommit statement)."""
         with self.read(snapshot=False) as conn:

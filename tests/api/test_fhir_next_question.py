@@ -267,3 +267,14 @@ def test_signing_key_from_secret_or_instance_file(tmp_path):
     f2 = Signer.from_config({}, str(tmp_path / "inst"))  # a second worker reads the same file
     assert f1.kid == f2.kid
     assert oct((tmp_path / "inst" / "fhir-signing.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_fhir_body_limit_is_its_own(fc, ph, fapp):
+    # a whole sitting travels in each request: /fhir takes CAT_PROM_FHIR_MAX_BODY_BYTES, the JSON API keeps its limit
+    seen, _ = run_fhir(fc, ph, "battery.pain-core")
+    size = len(json.dumps(seen[-1]))
+    assert fapp.config["CAT_PROM_MAX_BODY_BYTES"] < size < fapp.config["CAT_PROM_FHIR_MAX_BODY_BYTES"]
+    big = json.dumps({"resourceType": "QuestionnaireResponse", "status": "in-progress",
+                      "id": "x", "language": "en" + " " * (fapp.config["CAT_PROM_FHIR_MAX_BODY_BYTES"])})
+    r = fc.post("/fhir/Questionnaire/$next-question", data=big, headers=ph, content_type=FHIR)
+    assert r.status_code == 413 and _issue(r) == ("too-costly", "payload-too-large")

@@ -117,3 +117,42 @@ def test_in_progress_sitting_and_paging(fapp):
     nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
     rest = c.get(nxt.split("/fhir", 1)[1].join(["/fhir", ""]), headers=ch).get_json()
     assert len(rest["entry"]) == 1 and not any(link["relation"] == "next" for link in rest.get("link", []))
+
+
+def test_completed_fhir_sitting_is_stored_once_and_reads_like_a_json_sitting(fapp):
+    c = fapp.test_client()
+    keys = Keys(fapp)
+    ph, ch = keys["patient-app"], keys["clinician"]
+    seen, given = run_fhir(c, ph, "battery.pain-core")
+    final = seen[-1]
+    # not finished yet: refused
+    r = c.post("/fhir/QuestionnaireResponse", json=seen[3], headers=ph, content_type="application/fhir+json")
+    assert r.status_code == 422 and r.get_json()["issue"][0]["details"]["coding"][0]["code"] == "fhir-sitting-unfinished"
+    r = c.post("/fhir/QuestionnaireResponse", json=final, headers=ph, content_type="application/fhir+json")
+    assert r.status_code == 201, r.get_json()
+    stored = r.get_json()
+    sid = stored["id"]
+    assert r.headers["Location"].endswith(f"/fhir/QuestionnaireResponse/{sid}")
+    assert stored["item"] == final["item"] and stored["status"] == "completed"
+    assert stored["subject"]["reference"] == final["subject"]["reference"] == "Patient/p-fhir-1"
+    # posting it again stores nothing new
+    again = c.post("/fhir/QuestionnaireResponse", json=final, headers=ph, content_type="application/fhir+json")
+    assert again.status_code == 200 and again.get_json() == stored
+    # the JSON API sees an ordinary finished sitting with the same answers and scores
+    view = c.get(f"/v1/sessions/{sid}", headers=ch).get_json()
+    assert view["status"] == "finished" and view["patient"] == "p-fhir-1" and view["battery"] == "pain-core"
+    assert [(a["item_id"], a.get("value")) for a in view["answers"]] == [
+        (i, None if v is None else int(v)) for i, v in given]
+    sid2, view2 = _json_sitting(c, ph, "p-rec-6", lambda i, q: (given[i][0], None if given[i][1] is None
+                                                                else int(given[i][1])))
+    assert view["results"] == view2["results"]
+    obs = c.get("/fhir/Observation?subject=Patient/p-fhir-1", headers=ch).get_json()
+    assert len(obs["entry"]) == 4
+    # another patient on the same sitting, or a tampered copy, is refused
+    other = dict(final, subject={"reference": "Patient/someone-else"})
+    assert c.post("/fhir/QuestionnaireResponse", json=other, headers=ph,
+                  content_type="application/fhir+json").status_code == 409
+    assert c.post("/fhir/QuestionnaireResponse", json=dict(final, subject={"display": "x"}), headers=ph,
+                  content_type="application/fhir+json").status_code == 422
+    assert c.post("/fhir/QuestionnaireResponse", json=final, headers=ch,
+                  content_type="application/fhir+json").status_code == 403
