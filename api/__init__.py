@@ -76,7 +76,9 @@ def create_app(config: dict | None = None) -> Flask:
         API_SPEC_OPTIONS={
             "info": {"description": "Computerised adaptive testing of patient-reported outcomes. Every route "
                                     "except /healthz, /readyz and the reference needs `Authorization: Bearer "
-                                    "<api key>`. Errors are RFC 9457 application/problem+json.",
+                                    "<api key>`. Errors are RFC 9457 application/problem+json. The FHIR R4 interface "
+                                    "under /fhir (SDC adaptive questionnaires, $next-question, Observations) is "
+                                    "not part of this document: see docs/fhir.md and GET /fhir/metadata.",
                      "license": {"name": "MIT"}},
             "security": [{"bearerAuth": []}],
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
