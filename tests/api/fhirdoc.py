@@ -39,7 +39,7 @@ def _json(obj) -> str:
 def generate() -> str:
     sys.path.insert(0, str(HERE))
     from apihelpers import Keys, make_app
-    from fhirhelpers import current_question, with_answer
+    from fhirhelpers import with_answer
 
     import datetime as dt
 
@@ -73,7 +73,6 @@ def generate() -> str:
                    "question in its contained Questionnaire, after the bank's instructions:\n\n" + _json(qr))
         rounds = 0
         while qr["status"] == "in-progress":
-            q = current_question(qr)
             body = with_answer(qr, 3 if rounds % 2 == 0 else 2)
             rounds += 1
             if rounds == 1:
@@ -118,7 +117,7 @@ def generate() -> str:
         err = r.get_json()
         err["issue"][0]["diagnostics"] = err["issue"][0]["diagnostics"].rsplit(" (request_id", 1)[0] + \
             " (request_id ...)"
-        out.append(_block("http", f"HTTP/1.1 422 UNPROCESSABLE ENTITY\nContent-Type: application/fhir+json"))
+        out.append(_block("http", "HTTP/1.1 422 UNPROCESSABLE ENTITY\nContent-Type: application/fhir+json"))
         out.append("\n" + _json(err) + "\n" + END)
         return "".join(out)
     finally:

@@ -8,16 +8,14 @@ import json
 
 import pytest
 
-from apihelpers import Keys, make_app
-from fhirhelpers import (FHIR, SIGNING_KEY, choose, current_question, declines, post, run_fhir, scores,
+from apihelpers import Keys
+from fhirhelpers import (FHIR, choose, current_question, declines, post, run_fhir, scores,
                          start_body, with_answer)
 
 
 @pytest.fixture
-def fapp(tmp_path, banks_dir):
-    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'f.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
-    yield app
-    app.extensions["cat_prom"].store.dispose()
+def fapp(fhir_app):
+    return fhir_app
 
 
 @pytest.fixture

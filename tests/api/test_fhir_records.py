@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from apihelpers import Keys, make_app
-from fhirhelpers import SIGNING_KEY, run_fhir
+from apihelpers import Keys
+from fhirhelpers import run_fhir
 
 
 @pytest.fixture
-def fapp(tmp_path, banks_dir):
-    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'f.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
-    yield app
-    app.extensions["cat_prom"].store.dispose()
+def fapp(fhir_app):
+    return fhir_app
 
 
 def _json_sitting(c, ph, patient, given, battery="pain-core", banks=None):
