@@ -57,6 +57,8 @@ def to_operation_outcome(resp: Response) -> Response:
     t = str(body.get("type", ""))
     code = t[len(TYPE_PREFIX):] if t.startswith(TYPE_PREFIX) else "internal-error"
     detail = str(body.get("detail", ""))
+    if code == "not-found" and request.url_rule is None:
+        detail = "No FHIR endpoint at this URL; GET /fhir/metadata lists what this server supports."
     if body.get("request_id"):
         detail += f" (request_id {body['request_id']})"
     oo = outcome(code, resp.status_code, detail, str(body.get("title", "")), body.get("fhir_expression"))

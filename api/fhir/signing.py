@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 
 from ..problems import Problem
@@ -146,9 +147,14 @@ def _instance_key(instance_path: str) -> bytes:
         key = secrets.token_bytes(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another worker made it first: use theirs
-            with open(path, "rb") as fh:
-                return fh.read()
+        except FileExistsError:  # another worker made it first: use theirs, once it is written
+            for _ in range(50):
+                with open(path, "rb") as fh:
+                    key = fh.read()
+                if len(key) >= 32:
+                    return key
+                time.sleep(0.01)
+            raise RuntimeError(f"{path} holds no key; delete it or set CAT_PROM_FHIR_SIGNING_KEY")
         with os.fdopen(fd, "wb") as fh:
             fh.write(key)
         return key
