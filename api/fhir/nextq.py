@@ -34,14 +34,23 @@ from .validate import parse
 
 def read_request(body) -> dict:
     """The QuestionnaireResponse posted: a Parameters resource with a ``questionnaire-response``
-    part (the operation's input), or a bare QuestionnaireResponse (as some clients send)."""
+    part (the operation's input), or a bare QuestionnaireResponse (as some clients send).
+
+    Validated with the fhir.resources models, except the contained adaptive Questionnaire beyond
+    the elements the server reads (``id``, ``extension``, ``derivedFrom``): it is the server's own,
+    its state is signed, and the reply replaces it. (Validating its items is most of the cost of a
+    request: about 3 KB per question asked.)"""
     if not isinstance(body, dict):
         raise Problem("fhir-invalid-resource", "Send a Parameters resource with a `questionnaire-response` "
                       "parameter, or a QuestionnaireResponse.")
     rt = body.get("resourceType")
     if rt == "Parameters":
-        parse("Parameters", body)
-        parts = [p for p in body.get("parameter") or [] if p.get("name") == "questionnaire-response"]
+        params = body.get("parameter")
+        stub = {"resourceType": "Basic", "code": {"text": "questionnaire-response"}}  # validated on its own below
+        shallow = dict(body, parameter=[dict(p, resource=stub) if isinstance(p, dict) and isinstance(
+            p.get("resource"), dict) else p for p in params]) if isinstance(params, list) else body
+        parse("Parameters", shallow)
+        parts = [p for p in params or [] if p.get("name") == "questionnaire-response"]
         if len(parts) != 1:
             raise Problem("fhir-invalid-resource", "The Parameters resource must have exactly one parameter "
                           f"named `questionnaire-response`; found {len(parts)}.", fhir_expression=["Parameters.parameter"])
@@ -49,12 +58,24 @@ def read_request(body) -> dict:
         if not isinstance(qr, dict) or qr.get("resourceType") != "QuestionnaireResponse":
             raise Problem("fhir-invalid-resource", "The `questionnaire-response` parameter must carry a "
                           "QuestionnaireResponse in `resource`.", fhir_expression=["Parameters.parameter.resource"])
+    elif rt == "QuestionnaireResponse":
+        qr = body
+    else:
+        raise Problem("fhir-invalid-resource", f"Expected a Parameters or QuestionnaireResponse resource; got "
+                      f"resourceType {str(rt)[:40]!r}.", fhir_expression=["resourceType"])
+    parse("QuestionnaireResponse", _without_contained_items(qr))
+    return qr
+
+
+def _without_contained_items(qr: dict) -> dict:
+    ref, contained = qr.get("questionnaire"), qr.get("contained")
+    if not (isinstance(ref, str) and ref.startswith("#") and isinstance(contained, list)):
         return qr
-    if rt == "QuestionnaireResponse":
-        parse("QuestionnaireResponse", body)
-        return body
-    raise Problem("fhir-invalid-resource", f"Expected a Parameters or QuestionnaireResponse resource; got "
-                  f"resourceType {str(rt)[:40]!r}.", fhir_expression=["resourceType"])
+    keep = ("resourceType", "id", "extension", "derivedFrom")
+    light = [{"status": "active", **{k: c[k] for k in keep if k in c}}
+             if isinstance(c, dict) and c.get("resourceType") == "Questionnaire" and c.get("id") == ref[1:] else c
+             for c in contained]
+    return dict(qr, contained=light)
 
 
 def _qid_from_canonical(url) -> str | None:
