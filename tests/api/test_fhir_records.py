@@ -154,3 +154,26 @@ def test_completed_fhir_sitting_is_stored_once_and_reads_like_a_json_sitting(fap
                   content_type="application/fhir+json").status_code == 422
     assert c.post("/fhir/QuestionnaireResponse", json=final, headers=ch,
                   content_type="application/fhir+json").status_code == 403
+
+
+@pytest.mark.postgres
+def test_store_and_read_on_postgres(banks_dir, pg_url, pg_schema):
+    from apihelpers import make_app
+    from fhirhelpers import SIGNING_KEY
+    app = make_app(banks_dir, pg_url, DATABASE_SCHEMA=pg_schema, FHIR_SIGNING_KEY=SIGNING_KEY)
+    try:
+        c = app.test_client()
+        keys = Keys(app)
+        ph, ch = keys["patient-app"], keys["clinician"]
+        seen, given = run_fhir(c, ph, "bank.pain-interference")
+        r = c.post("/fhir/QuestionnaireResponse", json=seen[-1], headers=ph, content_type="application/fhir+json")
+        assert r.status_code == 201, r.get_json()
+        assert c.post("/fhir/QuestionnaireResponse", json=seen[-1], headers=ph,
+                      content_type="application/fhir+json").status_code == 200
+        sid = r.get_json()["id"]
+        view = c.get(f"/v1/sessions/{sid}", headers=ch).get_json()
+        assert view["status"] == "finished" and len(view["answers"]) == len(given)
+        assert c.get(f"/fhir/QuestionnaireResponse/{sid}", headers=ch).get_json()["item"] == seen[-1]["item"]
+        assert len(c.get("/fhir/Observation?subject=Patient/p-fhir-1", headers=ch).get_json()["entry"]) == 1
+    finally:
+        app.extensions["cat_prom"].store.dispose()
