@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from flask import Flask, g, request
 
+from cat_prom import __version__
+from cat_prom.errors import InvalidDataError
+from cat_prom.jsonfile import parse_json
+
 from .config import load_config
 from .problems import Problem, register as register_problems
 from .registry import Registry
@@ -25,7 +29,7 @@ from .store import SessionStore
 
 __all__ = ["create_app"]
 
-API_VERSION = "1.0.0"
+API_VERSION = __version__  # /v1/openapi.json and /v1/docs show the package version
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 log = logging.getLogger("cat_prom.api")
@@ -137,10 +141,6 @@ def _install_hooks(app: Flask) -> None:
         return resp
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_body() -> None:
     """Parse a JSON body strictly once; anything else is 400/413/415 before a view runs."""
     length = request.content_length
@@ -160,13 +160,9 @@ def _parse_body() -> None:
     if not data.strip():
         raise Problem("malformed-json", "The request body is empty; send a JSON object.")
     try:
-        g.json_body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError) as e:
-        detail = "The request body is not valid JSON"
-        if isinstance(e, json.JSONDecodeError):
-            detail += f": {e.msg} at line {e.lineno} column {e.colno}"
-        elif isinstance(e, RecursionError):
-            detail += ": nested too deeply"
-        elif isinstance(e, UnicodeDecodeError):
-            detail += ": not UTF-8"
-        raise Problem("malformed-json", detail + ".") from None
+        # The engine's strict reader: duplicate keys, NaN/Infinity, overlong numbers, deep nesting,
+        # NUL characters and non-UTF-8 text are all refused, with the position.
+        g.json_body = parse_json(data, source="request body", error=InvalidDataError)
+    except InvalidDataError as e:
+        raise Problem("malformed-json", "The request body is not accepted: " + e.message.removeprefix("request body: "),
+                      **({"fields": {"field": e.fields["field"]}} if "field" in e.fields else {})) from None

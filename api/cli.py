@@ -24,8 +24,11 @@ def add_subcommands(subparsers) -> None:
                               description="Run the cat-prom HTTP API (gunicorn; Flask's debug server with --debug). "
                                           "On first start with no API keys, creates an admin and a patient-app key "
                                           "for tenant 'default' and prints them once.")
-    p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")))
+    p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"),
+                   help="address to listen on (default: $CAT_PROM_HOST, else 127.0.0.1: this machine only; "
+                        "0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")),
+                   help="TCP port to listen on (default: $CAT_PROM_PORT, else 8000)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="gunicorn worker processes (default: one per CPU)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "2")), metavar="N",
@@ -37,8 +40,8 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--keepalive", type=int, default=int(os.environ.get("CAT_PROM_KEEPALIVE", "30")), metavar="SECONDS",
                    help="seconds an idle keep-alive connection is kept open (gthread; default 30)")
     p.add_argument("--debug", action="store_true", help="Flask's debug server (development only)")
-    p.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
-    p.add_argument("--banks-dir", help="sets CAT_PROM_BANKS_DIR")
+    p.add_argument("--database-url", metavar="URL", help="sets CAT_PROM_DATABASE_URL")
+    p.add_argument("--banks-dir", metavar="DIR", help="sets CAT_PROM_BANKS_DIR")
     p.add_argument("--no-bootstrap-keys", action="store_true",
                    help="do not create first keys when the key table is empty")
     p.set_defaults(func=run_serve)

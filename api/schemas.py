@@ -21,17 +21,13 @@ class FullMatch(validate.Regexp):
 
 
 class JsonInteger(fields.Integer):
-    """An integer in a JSON body: a JSON number with no fractional part (``3`` or ``3.0``). Unlike
-    ``fields.Integer`` it refuses ``2.5`` (which marshmallow would truncate to 2), numeric strings
-    (``"5"``) and booleans."""
+    """An integer in a JSON body: a JSON number written without a fraction or exponent (``3``).
+    Unlike ``fields.Integer`` it refuses ``2.5`` (which marshmallow would truncate to 2), ``2.0``
+    (documented as an integer, so sent as one), numeric strings (``"5"``) and booleans."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, int):
             raise self.make_error("invalid")
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise self.make_error("invalid")
-            value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -51,7 +47,8 @@ class Strict(ma.Schema):
 
 
 class ResponseValue(fields.Field):
-    """A response value as the bank defines it: an integer or a short string (never a boolean)."""
+    """A response value as the bank defines it: an integer (``3``, not ``3.0``) or a short string (never a
+    boolean)."""
 
     default_error_messages = {"invalid": "Must be an integer or a string of at most 200 characters."}
 
@@ -62,8 +59,6 @@ class ResponseValue(fields.Field):
             if abs(value) > 2**53:
                 raise self.make_error("invalid")
             return value
-        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-            return int(value)
         if isinstance(value, str) and len(value) <= 200:
             return value
         raise self.make_error("invalid")
@@ -279,6 +274,14 @@ class SimulationResultSchema(ma.Schema):
     stop_reasons = fields.Dict()
     elapsed_s = fields.Float()
     cats_per_second = fields.Float(allow_none=True)
+
+
+class ReadySchema(ma.Schema):
+    status = fields.String(metadata={"description": "ready | not ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "database, banks, engine: `ok` or what is wrong"})
+    bank_errors = fields.List(fields.String(), metadata={
+        "description": "Bank or battery files that failed validation and were skipped (only when there are some)."})
 
 
 class ProblemSchema(ma.Schema):

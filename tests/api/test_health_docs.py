@@ -114,3 +114,18 @@ def test_reference_page_renders_the_openapi_document(client, tmp_path):
                  "/v1/patients/{patient_ref}/results", "No API key needed."):
         assert text in page["content"], text
     assert "post" in page["nav"] and "Schemas" in page["nav"]
+
+
+def test_reference_shows_the_package_version(client):
+    from cat_prom import __version__
+    assert client.get("/v1/openapi.json").json["info"]["version"] == __version__
+
+
+def test_serve_help_describes_host_and_port():
+    import argparse
+
+    from api.cli import add_subcommands
+    sub = argparse.ArgumentParser(prog="cat-prom").add_subparsers()
+    add_subcommands(sub)
+    text = sub.choices["serve"].format_help()
+    assert "CAT_PROM_HOST" in text and "127.0.0.1" in text and "CAT_PROM_PORT" in text and "8000" in text
