@@ -122,14 +122,24 @@ def contained(target, base: str, offered: list, finished: bool, state_ext: dict)
 
 def is_scored(result: dict) -> bool:
     """A domain has a score only when at least one item was answered (a sitting of declines, or a
-    domain never reached, is "not scored": no number is reported)."""
-    if result.get("status") == "not_scored" or result.get("scored") is False:
+    domain that asked nothing, is "not scored": no number is reported). Reads the engine's
+    ``status`` (``"not_scored"``) where the result has one, else its answer count."""
+    if result.get("status") == "not_scored" or result.get("t_score") is None:
         return False
     return int(result.get("n_answered") or 0) > 0
 
 
+#: the engine's status_reason of a not-scored domain -> data-absent-reason code
+_ABSENT = {"all_declined": "asked-declined", "no_eligible_items": "not-asked", "no_answers": "not-performed"}
+
+
 def absent_reason(result: dict) -> str:
-    return "asked-declined" if int(result.get("n_declined") or 0) > 0 else "not-performed"
+    """``asked-declined`` (every question declined), ``not-asked`` (no question could be asked) or
+    ``not-performed`` (nothing answered yet)."""
+    why = result.get("status_reason")
+    if why in _ABSENT:
+        return _ABSENT[why]
+    return "asked-declined" if int(result.get("n_declined") or 0) > 0 else "not-asked"
 
 
 def score_answers(bank, result: dict) -> dict:

@@ -10,8 +10,8 @@ a patient), so a sitting run through the JSON API and one stored from FHIR read 
 * ``Observation/{session id}.{domain index}``: per domain of a finished sitting, ``valueQuantity`` the
   T-score, components θ, SE(θ), severity band and stop reason, ``method`` the CAT and estimator,
   ``derivedFrom`` the QuestionnaireResponse. A domain that is not scored (no item answered) has
-  ``dataAbsentReason`` (``asked-declined`` when items were declined, else ``not-performed``) and no
-  number at all.
+  ``dataAbsentReason`` (``asked-declined`` when its questions were declined, ``not-asked`` when none
+  could be asked) and no number at all.
 """
 from __future__ import annotations
 

@@ -177,3 +177,28 @@ def test_store_and_read_on_postgres(banks_dir, pg_url, pg_schema):
         assert len(c.get("/fhir/Observation?subject=Patient/p-fhir-1", headers=ch).get_json()["entry"]) == 1
     finally:
         app.extensions["cat_prom"].store.dispose()
+
+
+def test_domain_with_nothing_to_ask_is_not_asked(fapp):
+    c = fapp.test_client()
+    keys = Keys(fapp)
+    bank = fapp.extensions["cat_prom"].registry.banks["sleep-disturbance"]
+    r = c.post("/v1/sessions", json={"banks": ["sleep-disturbance"], "patient": "p-rec-7",
+                                     "exclude_items": list(bank.ids)}, headers=keys["patient-app"])
+    assert r.status_code == 201 and r.get_json()["status"] == "finished", r.get_json()
+    o = c.get("/fhir/Observation?subject=Patient/p-rec-7", headers=keys["clinician"]).get_json()["entry"][0]
+    assert o["resource"]["dataAbsentReason"]["coding"][0]["code"] == "not-asked"
+    assert "valueQuantity" not in o["resource"]
+
+
+@pytest.mark.parametrize("result, code", [
+    ({"status": "not_scored", "status_reason": "all_declined", "t_score": None}, "asked-declined"),
+    ({"status": "not_scored", "status_reason": "no_eligible_items", "t_score": None}, "not-asked"),
+    ({"status": "not_scored", "status_reason": "no_answers", "t_score": None}, "not-performed"),
+    ({"n_answered": 0, "n_declined": 2, "t_score": 50.0}, "asked-declined"),  # results without a status field
+    ({"n_answered": 0, "n_declined": 0, "t_score": 50.0}, "not-asked"),
+])
+def test_not_scored_reasons(result, code):
+    from api.fhir.questionnaire import absent_reason, is_scored
+    assert not is_scored(result) and absent_reason(result) == code
+    assert is_scored({"status": "scored", "n_answered": 1, "t_score": 48.0})
