@@ -26,7 +26,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ..problems import Problem
-from .codes import CS_DATA_ABSENT, DECLINED, PROFILE_QR_ADAPT, EXT_CAT_STATE, answer_code, answer_system
+from .codes import (CS_DATA_ABSENT, DECLINED, EXT_CAT_STATE, PROFILE_QR_ADAPT, answer_code, answer_codings,
+                    answer_system)
 from .questionnaire import CONTAINED_ID, contained, score_answers
 from .signing import CatStateToken, Signer
 from .validate import parse
@@ -261,7 +262,6 @@ def _answered_item(bank, item, ans: dict) -> dict:
         coding = dict(DECLINED)
     else:
         k = next(k for k, v in enumerate(item.values) if answer_code(v) == c["code"])
-        from .codes import answer_codings
         coding = answer_codings(bank, item)[k]
     return {"linkId": f"{bank.id}/{item.id}", "text": item.stem, "answer": [{"valueCoding": coding}]}
 

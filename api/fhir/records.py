@@ -78,7 +78,7 @@ def questionnaire_response(view: dict, banks: dict, base: str, tenant: str | Non
             owner.setdefault(it["item_id"], r["bank_id"])
     items = []
     for a in view.get("answers") or []:
-        bid = owner.get(a["item_id"]) or next((b for b in bank_ids if b in banks and a["item_id"] in banks[b]._index),
+        bid = owner.get(a["item_id"]) or next((b for b in bank_ids if b in banks and a["item_id"] in banks[b].ids),
                                               bank_ids[0] if bank_ids else "")
         items.append(_answer_item(_bank(banks, bid), a["item_id"], bool(a.get("declined")), a.get("value")))
     if view.get("status") == "finished":
