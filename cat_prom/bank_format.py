@@ -19,13 +19,13 @@ what :func:`parse_document` returns; this module creates none of them.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from typing import Any, Iterable, Mapping
 
 from . import irt
 from .errors import InvalidBankError
+from .jsonable import canonical
 from .jsonfile import MAX_JSON_BYTES, read_json
 
 __all__ = ["BANK_FORMAT", "DIRECTIONS", "DEMO_DISCLAIMER", "MAX_BANK_BYTES", "MAX_ITEMS", "MAX_CATEGORIES", "MAX_CODES",
@@ -65,8 +65,7 @@ MAX_CODES = 10
 def content_hash(doc: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a bank document, ``content_hash`` key excluded."""
     body = {k: v for k, v in doc.items() if k != "content_hash"}
-    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return "sha256:" + hashlib.sha256(canon.encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
 def _err(msg: str, **fields):

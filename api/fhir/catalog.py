@@ -11,8 +11,9 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
+from cat_prom.jsonable import canonical
+
 from .codes import FHIR_ID, answer_code
-from .signing import canonical
 
 log = logging.getLogger("cat_prom.api.fhir")
 

@@ -35,6 +35,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from cat_prom.jsonable import canonical
+
 from ..problems import Problem
 from .codes import EXT_CAT_STATE
 
@@ -55,10 +57,6 @@ class CatStateToken:
     def to_json(self) -> str:
         return canonical({"v": STATE_VERSION, "q": self.questionnaire, "b": [list(x) for x in self.banks],
                           "d": self.design_hash, "n": self.nonce, "o": list(self.offered)})
-
-
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class Signer:
