@@ -276,3 +276,17 @@ def test_fhir_body_limit_is_its_own(fc, ph, fapp):
                       "id": "x", "language": "en" + " " * (fapp.config["CAT_PROM_FHIR_MAX_BODY_BYTES"])})
     r = fc.post("/fhir/Questionnaire/$next-question", data=big, headers=ph, content_type=FHIR)
     assert r.status_code == 413 and _issue(r) == ("too-costly", "payload-too-large")
+
+
+def test_questionnaire_read_and_search(fc, ph):
+    r = fc.get("/fhir/Questionnaire/battery.pain-core", headers=ph)
+    assert r.status_code == 200 and r.mimetype == FHIR
+    q = r.get_json()
+    assert q["code"][0] == {"system": "urn:cat-prom:fhir:battery", "code": "pain-core", "display": q["title"]}
+    b = fc.get("/fhir/Questionnaire", query_string={"url": q["url"]}, headers=ph).get_json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["battery.pain-core"] and b["total"] == 1
+    b = fc.get("/fhir/Questionnaire", query_string={"_id": "bank.pain-intensity,bank.nope"}, headers=ph).get_json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["bank.pain-intensity"]
+    assert fc.get("/fhir/Questionnaire", headers={}).status_code == 401
+    meta = fc.get("/fhir/metadata")
+    assert meta.status_code == 200 and meta.get_json()["resourceType"] == "CapabilityStatement"
