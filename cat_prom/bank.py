@@ -49,6 +49,7 @@ class Item:
     enemies: tuple = ()
     exposure_k: float = 1.0
     codes: tuple = ()  # standard codes ((system, code, display), ...), e.g. LOINC; see bank_format
+    option_codes: tuple = ()  # () or, per option, None or its standard code (system, code, display), e.g. a LOINC LA code
 
     @property
     def n_categories(self) -> int:

@@ -173,7 +173,11 @@ def build_document(*, id, name, items: Iterable, model="grm", direction="higher_
     if codes:
         doc["codes"] = codes_document(codes)
     for it in items:
-        d = {"id": it.id, "stem": it.stem, "options": it.options(), "a": it.a, "thresholds": list(it.thresholds)}
+        opts = it.options()
+        for o, c in zip(opts, getattr(it, "option_codes", ()) or ()):
+            if c is not None:
+                o["code"] = codes_document([c])[0]
+        d = {"id": it.id, "stem": it.stem, "options": opts, "a": it.a, "thresholds": list(it.thresholds)}
         if it.model != model:
             d["model"] = it.model
         if it.content:
@@ -363,6 +367,7 @@ def _parse_item(raw, i, bank_model, seen, source):
                            field="thresholds")
     k = len(thr) + 1
     opts = raw.get("options")
+    option_codes = ()
     if opts is None:
         values, labels = tuple(range(k)), tuple(str(v) for v in range(k))
     else:
@@ -371,18 +376,26 @@ def _parse_item(raw, i, bank_model, seen, source):
         if len(opts) != k:
             raise _err(f"{source}: {label}: has {len(thr)} thresholds, so {k} categories, but {len(opts)} response "
                        f"options; give one option per category", item_id=iid, field="options")
-        values, labels = [], []
+        values, labels, option_codes = [], [], []
         for j, o in enumerate(opts):
-            if set(o) - {"value", "label"} or "value" not in o or "label" not in o:
-                raise _err(f"{source}: {label}: options[{j}] must have exactly 'value' and 'label'", item_id=iid, field="options")
+            if set(o) - {"value", "label", "code"} or "value" not in o or "label" not in o:
+                raise _err(f"{source}: {label}: options[{j}] must have exactly 'value' and 'label' (and optionally 'code')",
+                           item_id=iid, field="options")
             v = o["value"]
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise _err(f"{source}: {label}: options[{j}].value must be an integer or a string", item_id=iid, field="options")
             values.append(v)
             labels.append(_str(o["label"], f"{label}: options[{j}].label", max_len=200, item_id=iid))
+            code = o.get("code")
+            option_codes.append(None if code is None else
+                                _parse_codes([code], f"{label}: options[{j}].code", item_id=iid)[0])
         if len(set(values)) != len(values):
             raise _err(f"{source}: {label}: response option values must be distinct", item_id=iid, field="options")
+        coded = [c[:2] for c in option_codes if c is not None]
+        if len(set(coded)) != len(coded):
+            raise _err(f"{source}: {label}: two response options have the same code", item_id=iid, field="options")
         values, labels = tuple(values), tuple(labels)
+        option_codes = tuple(option_codes) if coded else ()
     stem = _str(raw.get("stem", iid), f"{label}: stem", item_id=iid)
     content = raw.get("content")
     content = [] if content is None else content
@@ -396,4 +409,4 @@ def _parse_item(raw, i, bank_model, seen, source):
         raise _err(f"{source}: {label}: exposure_k must be in (0, 1], got {ek}", item_id=iid, field="exposure_k")
     codes = _parse_codes(raw.get("codes"), f"{label}: codes", item_id=iid)
     return dict(id=iid, stem=stem, values=values, labels=labels, a=a, thresholds=thr, model=model,
-                content=tuple(content), enemies=tuple(enemies), exposure_k=ek, codes=codes)
+                content=tuple(content), enemies=tuple(enemies), exposure_k=ek, codes=codes, option_codes=option_codes)

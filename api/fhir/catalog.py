@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cat_prom.jsonable import canonical
 
-from .codes import FHIR_ID, answer_code
+from .codes import FHIR_ID, answer_codings
 
 log = logging.getLogger("cat_prom.api.fhir")
 
@@ -59,7 +59,7 @@ class Catalog:
                 return
             for bank, _ in entries:
                 for item in bank.items:
-                    codes = [answer_code(v) for v in item.values]
+                    codes = [(c["system"], c["code"]) for c in answer_codings(bank, item)]
                     if len(set(codes)) != len(codes):
                         cat.errors.append(f"{kind} {key!r}: item {item.id!r} of bank {bank.id!r} has response "
                                           f"values with the same text; FHIR answer codes would collide")

@@ -98,23 +98,34 @@ def item_codings(bank, item) -> list[dict]:
 
 
 def answer_code(value) -> str:
-    """The code of a response value: its text (values are distinct per item, and an integer
-    value and a string value with the same text cannot both be options of one item; see
-    :func:`answer_codings`)."""
+    """cat-prom's code of a response value: its text (values are distinct per item; an item whose
+    values share a text, ``1`` and ``"1"``, is kept out of FHIR: :mod:`api.fhir.catalog`)."""
     return str(value)
 
 
 def answer_codings(bank, item) -> list[dict]:
-    """One coding per response option: code = the value as text, display = its label, and for a
-    numeric value the itemWeight extension carrying it (SDC 4.0 renamed ordinalValue to itemWeight)."""
+    """One coding per response option: the option's standard code from the bank file when it has
+    one (a LOINC answer code, say), else cat-prom's (code = the value as text); display = the label;
+    for a numeric value the itemWeight extension carrying it (SDC 4.0 renamed ordinalValue to
+    itemWeight)."""
     system = answer_system(bank.id, item.id)
+    std = getattr(item, "option_codes", ()) or (None,) * len(item.values)
     out = []
-    for v, label in zip(item.values, item.labels):
-        c = coding(system, answer_code(v), label)
+    for v, label, sc in zip(item.values, item.labels, std):
+        c = coding(system, answer_code(v), label) if sc is None else coding(sc[0], sc[1], label)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             c = {"extension": [{"url": EXT_ITEM_WEIGHT, "valueDecimal": v}], **c}
         out.append(c)
     return out
+
+
+def option_index(bank, item, c: dict) -> int | None:
+    """The option of ``item`` that the coding ``c`` names (by system and code), or None."""
+    key = (c.get("system"), c.get("code"))
+    for k, oc in enumerate(answer_codings(bank, item)):
+        if (oc["system"], oc["code"]) == key:
+            return k
+    return None
 
 
 def data_absent(code: str) -> dict:

@@ -26,8 +26,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ..problems import Problem
-from .codes import (CS_DATA_ABSENT, DECLINED, EXT_CAT_STATE, PROFILE_QR_ADAPT, answer_code, answer_codings,
-                    answer_system)
+from .codes import CS_DATA_ABSENT, DECLINED, EXT_CAT_STATE, PROFILE_QR_ADAPT, answer_codings, option_index
 from .questionnaire import CONTAINED_ID, contained, score_answers
 from .signing import CatStateToken, Signer
 from .validate import parse
@@ -247,11 +246,10 @@ class NextQuestion:
         if system == CS_DATA_ABSENT and code == DECLINED["code"]:
             battery.decline(item.id)
             return
-        if system == answer_system(bank.id, item.id):
-            for v in item.values:
-                if answer_code(v) == code:
-                    battery.answer(item.id, v)
-                    return
+        k = option_index(bank, item, c)
+        if k is not None:
+            battery.answer(item.id, item.values[k])
+            return
         raise Problem("fhir-answer-not-an-option", f"The answer to item {item.id!r} is not one of its options "
                       f"(system {str(system)[:120]!r}, code {str(code)[:40]!r}).", fhir_expression=[path])
 
@@ -261,8 +259,7 @@ def _answered_item(bank, item, ans: dict) -> dict:
     if c.get("system") == CS_DATA_ABSENT:
         coding = dict(DECLINED)
     else:
-        k = next(k for k, v in enumerate(item.values) if answer_code(v) == c["code"])
-        coding = answer_codings(bank, item)[k]
+        coding = answer_codings(bank, item)[option_index(bank, item, c)]
     return {"linkId": f"{bank.id}/{item.id}", "text": item.stem, "answer": [{"valueCoding": coding}]}
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from apihelpers import Keys
+from apihelpers import Keys, make_app
 from fhirhelpers import (FHIR, choose, current_question, declines, post, run_fhir, scores,
                          start_body, with_answer)
 
@@ -290,3 +290,43 @@ def test_questionnaire_read_and_search(fc, ph):
     assert fc.get("/fhir/Questionnaire", headers={}).status_code == 401
     meta = fc.get("/fhir/metadata")
     assert meta.status_code == 200 and meta.get_json()["resourceType"] == "CapabilityStatement"
+
+
+def test_a_licensed_bank_carries_its_own_codes(tmp_path):
+    """Bank, item and answer codes from the bank file (here made-up LOINC-style codes, not real ones)."""
+    from apibanks import make_bank
+    from cat_prom.bank import ItemBank
+    from fhirhelpers import SIGNING_KEY
+    doc = make_bank("pain-intensity").to_dict()
+    doc.pop("content_hash")
+    doc["codes"] = [{"system": "http://loinc.org", "code": "99999-0", "display": "Example panel"}]
+    for i, it in enumerate(doc["items"]):
+        it["codes"] = [{"system": "http://loinc.org", "code": f"9{i:04d}-1"}]
+        for k, o in enumerate(it["options"]):
+            o["code"] = {"system": "http://loinc.org", "code": f"LA{9000 + k}-{k}"}
+    folder = tmp_path / "banks"
+    folder.mkdir()
+    ItemBank.from_dict(doc).save(folder / "pain-intensity.json")
+    app = make_app(folder, f"sqlite:///{tmp_path / 'c.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
+    try:
+        c = app.test_client()
+        ph = Keys(app)["patient-app"]
+        pub = c.get("/fhir/Questionnaire/bank.pain-intensity", headers=ph).get_json()
+        assert pub["code"][1] == {"system": "http://loinc.org", "code": "99999-0", "display": "Example panel"}
+        qr = post(c, ph, start_body(), "bank.pain-intensity").get_json()
+        q = current_question(qr)
+        assert q["code"][1]["system"] == "http://loinc.org"
+        opt = q["answerOption"][2]["valueCoding"]
+        assert opt["system"] == "http://loinc.org" and opt["code"] == "LA9002-2" and opt["display"] == "Somewhat"
+        assert opt["extension"][0]["valueDecimal"] == 3  # the response value
+        nxt = post(c, ph, with_answer(qr, 2))
+        assert nxt.status_code == 200
+        assert nxt.get_json()["item"][0]["answer"][0]["valueCoding"]["code"] == "LA9002-2"
+        # cat-prom's own code is not an option of a coded item
+        bad = with_answer(qr, 2)
+        bad["item"][0]["answer"][0]["valueCoding"] = {"system": "urn:cat-prom:fhir:bank:pain-intensity:item:"
+                                                                + q["linkId"].split("/")[1], "code": "3"}
+        r = post(c, ph, bad)
+        assert r.status_code == 422 and _issue(r)[1] == "fhir-answer-not-an-option"
+    finally:
+        app.extensions["cat_prom"].store.dispose()

@@ -719,3 +719,25 @@ def test_bad_codes_are_rejected(where, bad, fragment):
     (doc if where == "bank" else doc["items"][1])["codes"] = bad
     with pytest.raises(InvalidBankError, match=fragment.replace("(", r"\(")):
         ItemBank.from_dict(doc)
+
+
+def test_option_codes_round_trip_and_are_checked():
+    from cat_prom.bank import ItemBank
+    from cat_prom.errors import InvalidBankError
+    doc = _coded_doc()
+    doc["items"][0]["options"] = [{"value": k, "label": str(k), **({"code": {"system": "http://loinc.org",
+                                                                             "code": f"LA{k}-0"}} if k < 2 else {})}
+                                  for k in range(4)]
+    bank = ItemBank.from_dict(doc)
+    assert bank.items[0].option_codes == (("http://loinc.org", "LA0-0", ""), ("http://loinc.org", "LA1-0", ""),
+                                          None, None)
+    assert bank.items[1].option_codes == ()
+    assert bank.items[0].options() == [{"value": k, "label": str(k)} for k in range(4)]  # the API's view is unchanged
+    again = ItemBank.from_dict(bank.to_dict())
+    assert again.items[0].option_codes == bank.items[0].option_codes
+    doc["items"][0]["options"][1]["code"] = {"system": "http://loinc.org", "code": "LA0-0"}
+    with pytest.raises(InvalidBankError, match="same code"):
+        ItemBank.from_dict(doc)
+    doc["items"][0]["options"][1]["code"] = {"system": "loinc", "code": "LA0-0"}
+    with pytest.raises(InvalidBankError, match="must be a URI"):
+        ItemBank.from_dict(doc)
