@@ -18,7 +18,7 @@ def capability_statement(base: str, questionnaire_ids: list[str]) -> dict:
         "implementation": {"description": "cat-prom: computerised adaptive testing of patient-reported outcomes",
                            "url": base},
         "fhirVersion": FHIR_VERSION,
-        "format": ["application/fhir+json"],
+        "format": ["application/fhir+json", "json"],
         "implementationGuide": [f"{SDC}/ImplementationGuide/hl7.fhir.uv.sdc|{SDC_VERSION}"],
         "rest": [{
             "mode": "server",

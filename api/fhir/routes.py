@@ -34,9 +34,36 @@ _SITTING_NS = uuid.UUID("5b8f3c1e-6f0a-4c49-9a53-2f7d1f0f4b11")
 
 
 @bp.url_value_preprocessor
-def _body_limit(endpoint, values):
+def _per_request(endpoint, values):
     # Runs before the app's before_request body parsing: a QuestionnaireResponse carries its whole sitting.
     request.max_content_length = current_app.config["CAT_PROM_FHIR_MAX_BODY_BYTES"]
+    _negotiate()
+
+
+_JSON_TYPES = {"*/*", "application/*", "application/json", FHIR_MEDIA_TYPE, "application/json+fhir"}
+_FORMATS = {"json", "application/json", FHIR_MEDIA_TYPE}
+
+
+def _negotiate() -> None:
+    """JSON only, FHIR R4 only: 406 for ``_format`` or ``Accept`` asking for anything else (XML,
+    another ``fhirVersion``); no Accept header, or ``*/*``, is JSON."""
+    fmt = request.args.get("_format")
+    if fmt is not None and fmt not in _FORMATS:
+        raise Problem("not-acceptable", "This server speaks FHIR JSON only (`_format=json`).",
+                      fhir_expression=["_format"])
+    header = request.headers.get("Accept", "")
+    if not header.strip():
+        return
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        params = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+        if fields[0].lower() not in _JSON_TYPES or params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+            continue
+        version = params.get("fhirVersion", params.get("fhirversion"))
+        if version is None or version.strip('"').startswith("4.0"):
+            return
+    raise Problem("not-acceptable", "This server speaks FHIR R4 (fhirVersion=4.0) as application/fhir+json "
+                  "only; send `Accept: application/fhir+json`.")
 
 
 def _ext():

@@ -330,3 +330,19 @@ def test_a_licensed_bank_carries_its_own_codes(tmp_path):
         assert r.status_code == 422 and _issue(r)[1] == "fhir-answer-not-an-option"
     finally:
         app.extensions["cat_prom"].store.dispose()
+
+
+@pytest.mark.parametrize("accept, fmt, status", [
+    (None, None, 200), ("*/*", None, 200), ("application/fhir+json", None, 200),
+    ("application/fhir+json; fhirVersion=4.0", None, 200), ("application/json, text/plain", None, 200),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", None, 200),
+    ("application/fhir+xml", None, 406), ("application/fhir+json; fhirVersion=5.0", None, 406),
+    ("application/fhir+json;q=0", None, 406), (None, "xml", 406), (None, "json", 200),
+])
+def test_json_and_r4_only(fc, ph, accept, fmt, status):
+    headers = dict(ph, **({"Accept": accept} if accept else {}))
+    r = fc.get("/fhir/Questionnaire/bank.pain-intensity", headers=headers,
+               query_string={"_format": fmt} if fmt else None)
+    assert r.status_code == status and r.mimetype == FHIR
+    if status == 406:
+        assert _issue(r) == ("not-supported", "not-acceptable")
