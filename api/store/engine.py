@@ -75,6 +75,12 @@ class Database:
                 connect_args["options"] = " ".join(options)
             self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_size=8, max_overflow=16,
                                            pool_pre_ping=False)
+        # The same engine and pool with the options of autocommit and of SQLite's write transactions
+        # set once, rather than copied onto every connection.
+        self._autocommit_engine = self.engine.execution_options(
+            **({"sqlite_begin": "NONE"} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))
+        if self.is_sqlite:
+            self._immediate_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
 
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
@@ -95,18 +101,15 @@ class Database:
         a single data-modifying statement is atomic on its own). SQLite: the driver connection is
         in autocommit mode already (see ``_install_sqlite_hooks``), so no BEGIN is sent, which
         also spares the isolation-level reset SQLAlchemy's AUTOCOMMIT would run on every return."""
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
-                yield conn.execution_options(sqlite_begin="NONE")
-            else:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self._autocommit_engine.connect() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction; committed when the block exits without an exception."""
         if self.is_sqlite:
             with self._sqlite_writer():
-                with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
+                with self._immediate_engine.connect() as conn:
                     with conn.begin():
                         yield conn
         else:
@@ -208,4 +211,6 @@ def _install_sqlite_hooks(engine: Engine, synchronous: str) -> None:
         mode = opts.get("sqlite_begin")
         if mode == "NONE":  # autocommit reads: each statement is its own transaction
             return
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+        # Straight on the driver connection: this runs for every write transaction, and a BEGIN
+        # needs none of Core's statement machinery (no parameters, no result).
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
