@@ -84,7 +84,9 @@ def create_app(config: dict | None = None) -> Flask:
         API_SPEC_OPTIONS={
             "info": {"description": "Computerised adaptive testing of patient-reported outcomes. Every route "
                                     "except /healthz, /readyz and the reference needs `Authorization: Bearer "
-                                    "<api key>`. Errors are RFC 9457 application/problem+json.",
+                                    "<api key>`. Errors are RFC 9457 application/problem+json. The FHIR R4 interface "
+                                    "under /fhir (SDC adaptive questionnaires, $next-question, Observations) is "
+                                    "not part of this document: see docs/fhir.md and GET /fhir/metadata.",
                      "license": {"name": "MIT"}},
             "security": [{"bearerAuth": []}],
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
@@ -115,6 +117,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .smorest import Api
     from .routes import alerts, banks, goals, health, keys, patients, reference, sessions, settings as settings_routes
     from .routes import simulations, webhooks
+    from . import fhir
 
     api = Api(app)
     register_problems(app)
@@ -124,6 +127,7 @@ def create_app(config: dict | None = None) -> Flask:
                 webhooks.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
+    fhir.init_app(app)  # /fhir: FHIR R4 + SDC adaptive questionnaires (api/fhir/, docs/fhir.md)
     _install_hooks(app)
     return app
 

@@ -24,6 +24,12 @@ takes the same keys (without the prefix or with it) to override them in tests.
 ``CAT_PROM_RATE_LIMIT_SESSIONS`` sessions one API key may start. Default ``10/second;300/minute``
 ``CAT_PROM_RATE_LIMIT_ANSWERS`` answers one API key may post. Default ``100/second;3000/minute``
 ``CAT_PROM_RATE_LIMIT_AUTH_FAILURES`` failed authentications from one client address. Default ``20/minute;100/hour``
+``CAT_PROM_FHIR_BASE_URL``     FHIR base URL used in canonical URLs and references (e.g.
+                               ``https://prom.example.org/fhir``). Default: the request's host + ``/fhir``
+``CAT_PROM_FHIR_MAX_BODY_BYTES`` largest request body on ``/fhir`` (a QuestionnaireResponse carries its whole
+                               sitting: ~3 KB per question). Default 1048576
+``CAT_PROM_FHIR_SIGNING_KEY``  key of the signed ``$next-question`` state (docs/fhir.md). Default: derived from
+                               ``CAT_PROM_SECRET_KEY``, else a random key kept in ``<instance>/fhir-signing.key``
 =============================  ==========================================================
 """
 from __future__ import annotations
@@ -54,6 +60,9 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "RATE_LIMIT_SESSIONS": ("10/second;300/minute", str),
     "RATE_LIMIT_ANSWERS": ("100/second;3000/minute", str),
     "RATE_LIMIT_AUTH_FAILURES": ("20/minute;100/hour", str),
+    "FHIR_BASE_URL": (None, str),
+    "FHIR_SIGNING_KEY": (None, str),
+    "FHIR_MAX_BODY_BYTES": (1048576, int),
 }
 
 

@@ -169,6 +169,29 @@ class SessionService:
             self.cache.put(rec.id, 0, battery, rec)
         return self.render(rec, battery, now)
 
+    def store_finished(self, tenant: str, sid: str, patient: str, battery_id: str | None, battery) -> dict | None:
+        """Store a sitting run to its end elsewhere (the FHIR interface's stateless ``$next-question``)
+        as a finished sitting ``sid``: its config and response log exactly as if it had been run
+        here, in one transaction. Returns its rendering, or None when ``sid`` exists already."""
+        now = utcnow()
+        state = battery.to_dict()
+        config = {**state, "sessions": [{**s, "log": []} for s in state["sessions"]]}  # as create() stores it
+        entries = [e for s in battery.sessions for e in s.log]
+        log = [ResponseRecord(seq=i + 1, item_id=e["item_id"], value=e.get("value"), declined=bool(e.get("declined")),
+                              created_at=now) for i, e in enumerate(entries)]
+        rec = SessionRecord(
+            id=sid, tenant=tenant, patient_ref=patient, status=FINISHED, battery_id=battery_id,
+            bank_ids=[s.bank.id for s in battery.sessions], version=len(log), n_responses=len(log), created_at=now,
+            updated_at=now, expires_at=now + self.ttl, finished_at=now, result=jsonable(battery.results()))
+        then = None
+        if self.clinical is not None:  # domain results, alerts and outbox rows, as for a sitting finished here
+            def then(conn):
+                self.clinical.on_finished(conn, tenant=tenant, patient=patient, session_id=sid, battery=battery,
+                                          now=now)
+        if not self.store.insert_finished_session(rec, config, log, then=then):
+            return None
+        return self.render(rec, None, now, answers=log)
+
     def _domains(self, args: dict, tenant: str) -> tuple[list[str], list[tuple]]:
         """The sitting's bank ids and (bank, design) pairs, designs merged battery < all < per bank; a
         classification threshold ``"goal"`` becomes the patient's acceptable level (or the clinic's)."""

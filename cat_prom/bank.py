@@ -48,6 +48,8 @@ class Item:
     content: tuple = ()
     enemies: tuple = ()
     exposure_k: float = 1.0
+    codes: tuple = ()  # standard codes ((system, code, display), ...), e.g. LOINC; see bank_format
+    option_codes: tuple = ()  # () or, per option, None or its standard code (system, code, display), e.g. a LOINC LA code
 
     @property
     def n_categories(self) -> int:
@@ -176,7 +178,7 @@ class ItemBank:
                  bands: Sequence[Band] = (), start_item: str | None = None,
                  provenance: Mapping | None = None, demo: bool = False, disclaimer: str = "",
                  description: str = "", instructions: str = "", language: str = "en",
-                 doc: Mapping | None = None):
+                 codes: Sequence[tuple] = (), doc: Mapping | None = None):
         self.id = id
         self.name = name
         self.version = version
@@ -194,6 +196,7 @@ class ItemBank:
         self.description = description
         self.instructions = instructions
         self.language = language
+        self.codes = tuple(codes)  # standard codes of the whole bank ((system, code, display), ...)
         self.items = tuple(items)
         self.ids = tuple(it.id for it in self.items)
         self._index = {iid: i for i, iid in enumerate(self.ids)}

@@ -19,16 +19,16 @@ what :func:`parse_document` returns; this module creates none of them.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from typing import Any, Iterable, Mapping
 
 from . import irt
 from .errors import InvalidBankError
+from .jsonable import canonical
 from .jsonfile import MAX_JSON_BYTES, read_json
 
-__all__ = ["BANK_FORMAT", "DIRECTIONS", "DEMO_DISCLAIMER", "MAX_BANK_BYTES", "MAX_ITEMS", "MAX_CATEGORIES",
+__all__ = ["BANK_FORMAT", "DIRECTIONS", "DEMO_DISCLAIMER", "MAX_BANK_BYTES", "MAX_ITEMS", "MAX_CATEGORIES", "MAX_CODES",
            "SLOPE_MAX", "THRESHOLD_MAX", "T_MEAN_MAX", "T_SD_MAX", "slope_problem", "threshold_problem",
            "content_hash", "read_document", "parse_document", "build_document"]
 
@@ -54,16 +54,18 @@ _SCALE_HINT = ("a value this far out means another scale (normal-ogive slopes ti
 _TOP_KEYS = {
     "format", "id", "name", "version", "domain", "recall_period", "model", "metric",
     "severity_bands", "start_item", "items", "provenance", "demo", "disclaimer",
-    "description", "content_hash", "instructions", "language",
+    "description", "content_hash", "instructions", "language", "codes",
 }
-_ITEM_KEYS = {"id", "stem", "options", "a", "thresholds", "model", "content", "enemies", "exposure_k"}
+_ITEM_KEYS = {"id", "stem", "options", "a", "thresholds", "model", "content", "enemies", "exposure_k", "codes"}
+_CODE_KEYS = {"system", "code", "display"}
+#: Most standard codes a bank or an item may carry (LOINC, SNOMED CT, a licensor's own system, ...).
+MAX_CODES = 10
 
 
 def content_hash(doc: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a bank document, ``content_hash`` key excluded."""
     body = {k: v for k, v in doc.items() if k != "content_hash"}
-    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return "sha256:" + hashlib.sha256(canon.encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
 def _err(msg: str, **fields):
@@ -92,6 +94,38 @@ def _str(x, where: str, *, allow_empty=False, max_len=2000, **fields) -> str:
     return x
 
 
+def _parse_codes(raw, where: str, **fields) -> tuple:
+    """``codes``: standard codes of a bank or an item, a list of ``{system, code, display?}``
+    (for example LOINC ``{"system": "http://loinc.org", "code": "..."}``), as a tuple of
+    ``(system, code, display)`` tuples (display ``""`` when absent)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_CODES:
+        raise _err(f"{where} must be a list of at most {MAX_CODES} {{system, code, display}} objects",
+                   field=where, **fields)
+    out = []
+    for j, c in enumerate(raw):
+        w = f"{where}[{j}]"
+        if not isinstance(c, dict) or set(c) - _CODE_KEYS or not {"system", "code"} <= set(c):
+            raise _err(f"{w} must be an object with 'system', 'code' and optionally 'display'", field=w, **fields)
+        system = _str(c["system"], w + ".system", max_len=500, **fields)
+        if any(ch.isspace() for ch in system) or ":" not in system:
+            raise _err(f"{w}.system must be a URI such as 'http://loinc.org', got {system!r:.80}", field=w, **fields)
+        code = _str(c["code"], w + ".code", max_len=200, **fields)
+        if code != code.strip():
+            raise _err(f"{w}.code must not start or end with whitespace", field=w, **fields)
+        display = _str(c.get("display", ""), w + ".display", allow_empty=True, max_len=500, **fields)
+        out.append((system, code, display))
+    if len({(s, c) for s, c, _ in out}) != len(out):
+        raise _err(f"{where} lists the same system and code twice", field=where, **fields)
+    return tuple(out)
+
+
+def codes_document(codes) -> list:
+    """``codes`` tuples back to their document form."""
+    return [{"system": s, "code": c, **({"display": d} if d else {})} for s, c, d in codes]
+
+
 def slope_problem(a: float) -> str | None:
     """Why ``a`` is not a plausible slope (a message fragment), or None when 0 < a <= :data:`SLOPE_MAX`."""
     if a <= 0:
@@ -118,7 +152,7 @@ def read_document(path: str | os.PathLike) -> Any:
 
 def build_document(*, id, name, items: Iterable, model="grm", direction="higher_is_worse",
                    start_item=None, version="0", domain="", recall_period="", t_mean=50.0, t_sd=10.0,
-                   bands=(), provenance=None, demo=False, disclaimer="", description="") -> dict:
+                   bands=(), provenance=None, demo=False, disclaimer="", description="", codes=()) -> dict:
     """A bank document from its parts; ``items`` are :class:`~cat_prom.bank.Item`-like, ``bands``
     objects with ``label``, ``min_t``, ``max_t`` or mappings of them."""
     doc = {
@@ -136,8 +170,14 @@ def build_document(*, id, name, items: Iterable, model="grm", direction="higher_
         doc["disclaimer"] = disclaimer
     if description:
         doc["description"] = description
+    if codes:
+        doc["codes"] = codes_document(codes)
     for it in items:
-        d = {"id": it.id, "stem": it.stem, "options": it.options(), "a": it.a, "thresholds": list(it.thresholds)}
+        opts = it.options()
+        for o, c in zip(opts, getattr(it, "option_codes", ()) or ()):
+            if c is not None:
+                o["code"] = codes_document([c])[0]
+        d = {"id": it.id, "stem": it.stem, "options": opts, "a": it.a, "thresholds": list(it.thresholds)}
         if it.model != model:
             d["model"] = it.model
         if it.content:
@@ -146,6 +186,8 @@ def build_document(*, id, name, items: Iterable, model="grm", direction="higher_
             d["enemies"] = list(it.enemies)
         if it.exposure_k != 1.0:
             d["exposure_k"] = it.exposure_k
+        if getattr(it, "codes", ()):
+            d["codes"] = codes_document(it.codes)
         doc["items"].append(d)
     return doc
 
@@ -264,6 +306,7 @@ def _parse_document(doc: Any, source: str) -> dict:
     demo = doc.get("demo", False)
     if not isinstance(demo, bool):
         raise _err(f"{source}: demo must be true or false", field="demo")
+    codes = _parse_codes(doc.get("codes"), "codes")
     body = {k: v for k, v in doc.items() if k != "content_hash"}
     try:
         body_hash = content_hash(body)
@@ -279,7 +322,7 @@ def _parse_document(doc: Any, source: str) -> dict:
                 model=model, t_mean=t_mean, t_sd=t_sd, direction=direction, bands=bands, start_item=start,
                 provenance=prov, demo=demo, disclaimer=texts["disclaimer"],
                 description=texts["description"], instructions=texts["instructions"],
-                language=texts["language"], doc=body)
+                language=texts["language"], codes=codes, doc=body)
 
 
 def _parse_item(raw, i, bank_model, seen, source):
@@ -324,6 +367,7 @@ def _parse_item(raw, i, bank_model, seen, source):
                            field="thresholds")
     k = len(thr) + 1
     opts = raw.get("options")
+    option_codes = ()
     if opts is None:
         values, labels = tuple(range(k)), tuple(str(v) for v in range(k))
     else:
@@ -332,18 +376,26 @@ def _parse_item(raw, i, bank_model, seen, source):
         if len(opts) != k:
             raise _err(f"{source}: {label}: has {len(thr)} thresholds, so {k} categories, but {len(opts)} response "
                        f"options; give one option per category", item_id=iid, field="options")
-        values, labels = [], []
+        values, labels, option_codes = [], [], []
         for j, o in enumerate(opts):
-            if set(o) - {"value", "label"} or "value" not in o or "label" not in o:
-                raise _err(f"{source}: {label}: options[{j}] must have exactly 'value' and 'label'", item_id=iid, field="options")
+            if set(o) - {"value", "label", "code"} or "value" not in o or "label" not in o:
+                raise _err(f"{source}: {label}: options[{j}] must have exactly 'value' and 'label' (and optionally 'code')",
+                           item_id=iid, field="options")
             v = o["value"]
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise _err(f"{source}: {label}: options[{j}].value must be an integer or a string", item_id=iid, field="options")
             values.append(v)
             labels.append(_str(o["label"], f"{label}: options[{j}].label", max_len=200, item_id=iid))
+            code = o.get("code")
+            option_codes.append(None if code is None else
+                                _parse_codes([code], f"{label}: options[{j}].code", item_id=iid)[0])
         if len(set(values)) != len(values):
             raise _err(f"{source}: {label}: response option values must be distinct", item_id=iid, field="options")
+        coded = [c[:2] for c in option_codes if c is not None]
+        if len(set(coded)) != len(coded):
+            raise _err(f"{source}: {label}: two response options have the same code", item_id=iid, field="options")
         values, labels = tuple(values), tuple(labels)
+        option_codes = tuple(option_codes) if coded else ()
     stem = _str(raw.get("stem", iid), f"{label}: stem", item_id=iid)
     content = raw.get("content")
     content = [] if content is None else content
@@ -355,5 +407,6 @@ def _parse_item(raw, i, bank_model, seen, source):
     ek = _num(raw.get("exposure_k", 1.0), f"{label}: exposure_k", item_id=iid)
     if not 0 < ek <= 1:
         raise _err(f"{source}: {label}: exposure_k must be in (0, 1], got {ek}", item_id=iid, field="exposure_k")
+    codes = _parse_codes(raw.get("codes"), f"{label}: codes", item_id=iid)
     return dict(id=iid, stem=stem, values=values, labels=labels, a=a, thresholds=thr, model=model,
-                content=tuple(content), enemies=tuple(enemies), exposure_k=ek)
+                content=tuple(content), enemies=tuple(enemies), exposure_k=ek, codes=codes, option_codes=option_codes)

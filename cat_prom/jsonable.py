@@ -3,7 +3,8 @@
 :func:`jsonable` turns what the engine returns (numpy scalars and arrays, tuples,
 non-finite floats) into plain JSON types; :func:`dumps` is ``json.dumps`` over it,
 compact and strict (``allow_nan=False``). The CLI, the reports and the service all
-use these two, so a value is written the same way everywhere.
+use these two, so a value is written the same way everywhere. :func:`canonical` is the one
+canonical form for hashing and signing (bank content hashes, the FHIR interface's signed state).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "dumps"]
+__all__ = ["jsonable", "dumps", "canonical"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -46,3 +47,9 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
     """``json.dumps(jsonable(obj))``: compact (or indented), UTF-8 text, never NaN."""
     seps = (",", ":") if indent is None else (",", ": ")
     return json.dumps(jsonable(obj), separators=seps, indent=indent, allow_nan=False, ensure_ascii=False)
+
+
+def canonical(obj: Any) -> str:
+    """Canonical JSON text for hashing and signing: sorted keys, no spaces, non-ASCII kept, of plain
+    JSON values only (NaN and infinities raise ``ValueError``, other objects ``TypeError``)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -68,6 +68,14 @@ def _response_params(resp: ResponseRecord) -> dict[str, Any]:
             "p_declined": resp.declined, "p_at": resp.created_at}
 
 
+def _session_params(rec: SessionRecord, config: dict) -> dict[str, Any]:
+    return {"id": rec.id, "tenant": rec.tenant, "patient_ref": rec.patient_ref, "status": rec.status,
+            "battery_id": rec.battery_id, "bank_ids": dumps(rec.bank_ids), "config": dumps(config),
+            "version": rec.version, "n_responses": rec.n_responses, "created_at": rec.created_at,
+            "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
+            "result": None if rec.result is None else dumps(rec.result)}
+
+
 class SessionQueries:
     """Sittings and their response logs. Mixed into :class:`api.store.SessionStore`."""
 
@@ -76,14 +84,25 @@ class SessionQueries:
         """Create a sitting: its summary and its immutable ``config`` (the engine's state without log);
         ``then(conn)`` runs in the same transaction (a sitting finished at creation: its domain results)."""
         with self.write() as conn:
-            conn.execute(_INS_SESSION, {
-                "id": rec.id, "tenant": rec.tenant, "patient_ref": rec.patient_ref, "status": rec.status,
-                "battery_id": rec.battery_id, "bank_ids": dumps(rec.bank_ids), "config": dumps(config),
-                "version": rec.version, "n_responses": rec.n_responses, "created_at": rec.created_at,
-                "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
-                "result": None if rec.result is None else dumps(rec.result)})
+            conn.execute(_INS_SESSION, _session_params(rec, config))
             if then is not None:
                 then(conn)
+
+    def insert_finished_session(self, rec: SessionRecord, config: dict, log: list[ResponseRecord],
+                                then: Callable[[Connection], None] | None = None) -> bool:
+        """Store a sitting that was run elsewhere (FHIR ``$next-question``) and has finished: its
+        summary, config and whole response log in ONE transaction. False (nothing written) when a
+        sitting with this id exists already. ``then(conn)`` runs in the same transaction (its domain
+        results, alerts and outbox rows)."""
+        with self.write() as conn:
+            if conn.execute(sa.select(sessions.c.id).where(sessions.c.id == rec.id)).first() is not None:
+                return False
+            conn.execute(_INS_SESSION, _session_params(rec, config))
+            if log:
+                conn.execute(_INS_RESPONSE, [{"p_sid": rec.id, **_response_params(r)} for r in log])
+            if then is not None:
+                then(conn)
+        return True
 
     def get_session(self, sid: str, tenant: str) -> SessionRecord | None:
         """The sitting ``sid`` of ``tenant`` without its config, or None (one autocommit statement)."""

@@ -32,6 +32,15 @@ def app(tmp_path, banks_dir):
 
 
 @pytest.fixture
+def fhir_app(tmp_path, banks_dir):
+    """An app with a fixed FHIR signing key (no key file is written to the instance folder)."""
+    from fhirhelpers import SIGNING_KEY
+    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'fhir.sqlite'}", FHIR_SIGNING_KEY=SIGNING_KEY)
+    yield app
+    app.extensions["cat_prom"].store.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

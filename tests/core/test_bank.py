@@ -680,3 +680,64 @@ def test_log_p_at_is_irt_log_probabilities_bit_for_bit():
         for theta in np.concatenate([rng.uniform(-10, 10, 200), [0.0, -6.0, 6.0]]):
             expected = irt.log_probabilities(np.array([theta]), bank.params)[0]
             np.testing.assert_array_equal(tables.log_p_at(theta), expected)
+
+
+# ------------------------------------------------------------------ standard codes (FHIR, issue 11)
+def _coded_doc():
+    from cat_prom.bank import ItemBank
+    doc = ItemBank.from_params([1.5, 2.0], [[-1.0, 0.0, 1.0], [-0.5, 0.5, 1.5]], id="coded").to_dict()
+    doc.pop("content_hash")
+    doc["codes"] = [{"system": "http://loinc.org", "code": "00000-0", "display": "Example panel"}]
+    doc["items"][0]["codes"] = [{"system": "http://loinc.org", "code": "00001-8"}]
+    return doc
+
+
+def test_bank_and_item_codes_round_trip():
+    from cat_prom.bank import ItemBank
+    bank = ItemBank.from_dict(_coded_doc())
+    assert bank.codes == (("http://loinc.org", "00000-0", "Example panel"),)
+    assert bank.items[0].codes == (("http://loinc.org", "00001-8", ""),)
+    assert bank.items[1].codes == ()
+    again = ItemBank.from_dict(bank.to_dict())
+    assert again.codes == bank.codes and again.items[0].codes == bank.items[0].codes
+    assert again.content_hash == bank.content_hash
+
+
+@pytest.mark.parametrize("where, bad, fragment", [
+    ("bank", "http://loinc.org", "must be a list"),
+    ("bank", [{"code": "1"}], "must be an object with 'system', 'code'"),
+    ("bank", [{"system": "loinc", "code": "1"}], "must be a URI"),
+    ("bank", [{"system": "http://loinc.org", "code": " 1"}], "whitespace"),
+    ("bank", [{"system": "http://loinc.org", "code": "1", "extra": 1}], "must be an object"),
+    ("item", [{"system": "http://loinc.org", "code": "1"}] * 2, "same system and code twice"),
+    ("item", [{"system": "http://loinc.org", "code": str(i)} for i in range(11)], "at most 10"),
+])
+def test_bad_codes_are_rejected(where, bad, fragment):
+    from cat_prom.bank import ItemBank
+    from cat_prom.errors import InvalidBankError
+    doc = _coded_doc()
+    (doc if where == "bank" else doc["items"][1])["codes"] = bad
+    with pytest.raises(InvalidBankError, match=fragment.replace("(", r"\(")):
+        ItemBank.from_dict(doc)
+
+
+def test_option_codes_round_trip_and_are_checked():
+    from cat_prom.bank import ItemBank
+    from cat_prom.errors import InvalidBankError
+    doc = _coded_doc()
+    doc["items"][0]["options"] = [{"value": k, "label": str(k), **({"code": {"system": "http://loinc.org",
+                                                                             "code": f"LA{k}-0"}} if k < 2 else {})}
+                                  for k in range(4)]
+    bank = ItemBank.from_dict(doc)
+    assert bank.items[0].option_codes == (("http://loinc.org", "LA0-0", ""), ("http://loinc.org", "LA1-0", ""),
+                                          None, None)
+    assert bank.items[1].option_codes == ()
+    assert bank.items[0].options() == [{"value": k, "label": str(k)} for k in range(4)]  # the API's view is unchanged
+    again = ItemBank.from_dict(bank.to_dict())
+    assert again.items[0].option_codes == bank.items[0].option_codes
+    doc["items"][0]["options"][1]["code"] = {"system": "http://loinc.org", "code": "LA0-0"}
+    with pytest.raises(InvalidBankError, match="same code"):
+        ItemBank.from_dict(doc)
+    doc["items"][0]["options"][1]["code"] = {"system": "loinc", "code": "LA0-0"}
+    with pytest.raises(InvalidBankError, match="must be a URI"):
+        ItemBank.from_dict(doc)

@@ -31,3 +31,10 @@ def test_unknown_objects_are_an_error_not_a_string():
 def test_dumps_is_compact_and_keeps_unicode():
     assert dumps({"θ": 1}) == '{"θ":1}'
     assert dumps({"a": [1]}, indent=1) == '{\n "a": [\n  1\n ]\n}'
+
+
+def test_canonical_is_sorted_compact_and_strict():
+    from cat_prom.jsonable import canonical
+    assert canonical({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'
+    with pytest.raises(ValueError):
+        canonical({"x": float("nan")})
