@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import os
 import socket
@@ -39,7 +40,9 @@ from a2wsgi.wsgi import build_environ
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .problems import MEDIA_TYPE, scrubbed_exc_info, server_problem
+from .fhir.codes import FHIR_MEDIA_TYPE
+from .fhir.outcome import is_fhir_path, outcome
+from .problems import MEDIA_TYPE, TYPE_PREFIX, scrubbed_exc_info, server_problem
 
 log = logging.getLogger("cat_prom.api.serving")
 
@@ -54,6 +57,16 @@ DRAIN_BYTES = 1 << 20
 #: Headers of every response the front end writes itself (the app adds its own, api.headers).
 _FRONT_HEADERS = [(b"content-type", MEDIA_TYPE.encode()), (b"x-content-type-options", b"nosniff"),
                   (b"cache-control", b"no-store"), (b"connection", b"close")]
+
+
+_FHIR_FRONT_HEADERS = [(b"content-type", FHIR_MEDIA_TYPE.encode())] + _FRONT_HEADERS[1:]
+
+
+def server_outcome(problem_body: bytes) -> bytes:
+    """A front-end problem document as the OperationOutcome a /fhir client expects (api.fhir.outcome)."""
+    doc = json.loads(problem_body)
+    code = doc["type"][len(TYPE_PREFIX):]
+    return json.dumps(outcome(code, doc["status"], doc["detail"], doc["title"])).encode()
 
 
 _GONE = object()  # what _read returns when the client disconnected first
@@ -169,28 +182,33 @@ class WSGIBridge:
     that is still arriving: ≈ 0.25 ms more CPU per request here (docs/reliability.md). This API
     never streams (every response is a small JSON document or a static page)."""
 
-    def __init__(self, app, *, threads: int, max_body_bytes: int, timeout_s: float):
+    def __init__(self, app, *, threads: int, max_body_bytes: int, timeout_s: float,
+                 fhir_max_body_bytes: int | None = None):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
         self.max_body_bytes = max_body_bytes
+        #: /fhir takes larger bodies (a QuestionnaireResponse carries its whole sitting)
+        self.fhir_max_body_bytes = max_body_bytes if fhir_max_body_bytes is None else fhir_max_body_bytes
         self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":  # no websockets; lifespan is off
             return
+        fhir = is_fhir_path(scope.get("path", ""))
+        limit = self.fhir_max_body_bytes if fhir else self.max_body_bytes
         declared = _content_length(scope["headers"])
-        if declared is not None and declared > self.max_body_bytes:
+        if declared is not None and declared > limit:
             if declared <= DRAIN_BYTES:
                 await self._drain(receive)
-            return await _send_problem(send, 413)
+            return await _send_problem(send, 413, fhir=fhir)
         try:
-            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
+            body = await asyncio.wait_for(self._read(receive, limit), self.timeout_s)
         except asyncio.TimeoutError:
-            return await _send_problem(send, 408)
+            return await _send_problem(send, 408, fhir=fhir)
         if body is _GONE:  # the client went away before its request was whole: nothing to do
             return
         if body is None:
-            return await _send_problem(send, 413)
+            return await _send_problem(send, 413, fhir=fhir)
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
         if body or declared is not None or len(headers) != len(scope["headers"]):
             headers.append((b"content-length", str(len(body)).encode()))
@@ -202,7 +220,7 @@ class WSGIBridge:
         except Exception as e:  # noqa: BLE001 - Flask answers its own errors; this is a bug in the bridge
             # uvicorn would answer a text/plain 500 and log the exception with its message
             log.error("WSGI app failed without a response: %s", type(e).__name__, exc_info=scrubbed_exc_info(e))
-            return await _send_problem(send, 500)
+            return await _send_problem(send, 500, fhir=fhir)
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload, "more_body": False})
 
@@ -228,7 +246,7 @@ class WSGIBridge:
                 close()
         return started["status"], started["headers"], b"".join(written)
 
-    async def _read(self, receive) -> "bytes | None | object":
+    async def _read(self, receive, limit: int) -> "bytes | None | object":
         """The body; None when it is over the limit (what is left of it is then drained); or
         :data:`_GONE` when the client disconnected first."""
         chunks, size = [], 0
@@ -238,7 +256,7 @@ class WSGIBridge:
                 return _GONE
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 if message.get("more_body", False):
                     await self._drain(receive, size)
                 return None
@@ -268,10 +286,14 @@ def _content_length(headers) -> int | None:
     return None
 
 
-async def _send_problem(send, status: int) -> None:
+async def _send_problem(send, status: int, *, fhir: bool = False) -> None:
+    """The front end's own error reply: problem+json, or an OperationOutcome on ``/fhir`` paths."""
     body = server_problem(status)
+    headers = _FRONT_HEADERS
+    if fhir:
+        body, headers = server_outcome(body), _FHIR_FRONT_HEADERS
     await send({"type": "http.response.start", "status": status,
-                "headers": _FRONT_HEADERS + [(b"content-length", str(len(body)).encode())]})
+                "headers": headers + [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -308,6 +330,7 @@ def asgi_app():
     _freeze_heap()
     threads = max(1, int(os.environ.get("CAT_PROM_THREADS") or 2))
     return WSGIBridge(app, threads=threads, max_body_bytes=app.config["CAT_PROM_MAX_BODY_BYTES"],
+                      fhir_max_body_bytes=app.config["CAT_PROM_FHIR_MAX_BODY_BYTES"],
                       timeout_s=app.config["CAT_PROM_REQUEST_TIMEOUT"])
 
 

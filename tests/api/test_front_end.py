@@ -17,7 +17,7 @@ import pytest
 from apiserver import Server, request
 
 from api import keys as keys_mod
-from api.db import Database
+from api.store import SessionStore
 
 pytestmark = pytest.mark.slow
 MARKER = "pt-MARKER-5521"  # a patient reference that must never reach a log
@@ -28,7 +28,7 @@ PROBLEM = "application/problem+json"
 def server(tmp_path_factory, banks_dir):
     tmp = tmp_path_factory.mktemp("front")
     url = f"sqlite:///{tmp / 'front.sqlite'}"
-    db = Database(url)
+    db = SessionStore(url)
     db.migrate()
     key = keys_mod.create_key(db, role="patient-app", name="t")["key"]
     clin = keys_mod.create_key(db, role="clinician", name="t")["key"]
@@ -217,6 +217,26 @@ def test_chunked_bodies_obey_the_size_limit(server):
     edge = b'{"patient": "' + b"a" * (limit - 12) + b'"}'
     assert len(edge) > limit
     assert post_raw(server, "/v1/sessions", chunk(edge, size=1000), chunked=True)[0] == 413
+
+
+def test_fhir_bodies_have_their_own_limit_and_front_end_errors_are_operation_outcomes(server):
+    """/fhir takes a QuestionnaireResponse with its whole sitting (CAT_PROM_FHIR_MAX_BODY_BYTES, 1 MiB),
+    and an error the front end answers itself there is an OperationOutcome, never problem+json."""
+    qr = json.dumps({"resourceType": "QuestionnaireResponse", "status": "in-progress",
+                     "text": {"status": "generated", "div": "a" * 100_000}}).encode()
+    for chunked in (True, False):  # over the JSON API's 64 KiB, under the FHIR limit: the app answers
+        status, headers, body = post_raw(server, "/fhir/Questionnaire/$next-question", chunk(qr) if chunked else qr,
+                                         chunked=chunked, headers={"Content-Type": "application/fhir+json"})
+        assert status != 413 and headers["content-type"].startswith("application/fhir+json"), (status, body[:200])
+        assert json.loads(body)["resourceType"] == "OperationOutcome"
+    big = b'{"resourceType": "Parameters", "x": "' + b"a" * 1_100_000 + b'"}'
+    for chunked in (True, False):
+        status, headers, body = post_raw(server, "/fhir/Questionnaire/$next-question", chunk(big) if chunked else big,
+                                         chunked=chunked, headers={"Content-Type": "application/fhir+json"})
+        assert status == 413 and headers["content-type"] == "application/fhir+json"
+        doc = json.loads(body)
+        assert doc["resourceType"] == "OperationOutcome" and doc["issue"][0]["code"] == "too-costly"
+        assert doc["issue"][0]["details"]["coding"][0]["code"] == "payload-too-large"
 
 
 @pytest.mark.parametrize("target,headers,status,code", [

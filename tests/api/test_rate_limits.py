@@ -49,7 +49,7 @@ def test_sessions_are_limited_per_key(tmp_path, banks_dir):
     assert c.post("/v1/sessions", json=START, headers=keys.make("patient-app")).status_code == 201
     # the limit is on starting sessions only: the limited key can still read
     assert c.get("/v1/banks", headers=keys["patient-app"]).status_code == 200
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_answers_are_limited_per_key(tmp_path, banks_dir):
@@ -69,7 +69,7 @@ def test_answers_are_limited_per_key(tmp_path, banks_dir):
     assert "answers posted with this API key" in doc["detail"]
     # nothing was stored for the refused answer
     assert c.get(f"/v1/sessions/{v['id']}", headers=h).get_json()["n_responses"] == 2
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_failed_authentication_is_limited_per_address(tmp_path, banks_dir):
@@ -93,7 +93,7 @@ def test_failed_authentication_is_limited_per_address(tmp_path, banks_dir):
     other = {"REMOTE_ADDR": fresh_address()}
     assert c.get("/v1/banks", headers=good, environ_base=other).status_code == 200
     assert c.get("/v1/banks", headers=bad, environ_base=other).status_code == 401
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_off_turns_a_limit_off(tmp_path, banks_dir):
@@ -103,7 +103,7 @@ def test_off_turns_a_limit_off(tmp_path, banks_dir):
         assert c.get("/v1/banks", headers={"Authorization": "Bearer nope"}).status_code == 401
     for _ in range(15):
         assert c.post("/v1/sessions", json=START, headers=keys["patient-app"]).status_code == 201
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_a_malformed_limit_is_a_configuration_error(tmp_path, banks_dir):
@@ -160,7 +160,7 @@ def test_redis_counters_are_shared_by_workers(tmp_path, banks_dir, redis_url):
     stored = redis.Redis.from_url(redis_url).keys(f"*LIMITER/cat-prom/{keys._made['patient-app']['_id']}/*")
     assert stored, "the counters are in Redis"
     for app in (a, b):
-        app.extensions["cat_prom"].db.dispose()
+        app.extensions["cat_prom"].store.dispose()
 
 
 def test_unreachable_redis_falls_back_to_memory(tmp_path, banks_dir):
@@ -168,9 +168,9 @@ def test_unreachable_redis_falls_back_to_memory(tmp_path, banks_dir):
     A real server: the fallback is process state, which must not leak into the other tests."""
     from apiserver import Server, request
     from api import keys as keys_mod
-    from api.db import Database
+    from api.store import SessionStore
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    db = Database(url)
+    db = SessionStore(url)
     db.migrate()
     h = {"Authorization": "Bearer " + keys_mod.create_key(db, role="patient-app", name="t")["key"]}
     db.dispose()
