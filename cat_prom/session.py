@@ -23,6 +23,7 @@ import numpy as np
 
 from .bank import Item, ItemBank
 from .design import Design
+from .priors import PreviousSitting, log_prior_for, prior_report
 from .state import CatState
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
@@ -78,10 +79,14 @@ class CatSession:
         is always exact.
     exclude : sequence of str
         Item ids never to offer to this patient (added to the design's ``exclude_items``).
+    previous : PreviousSitting or dict ``{"theta", "se", "elapsed_days"}``, optional
+        The patient's last scored sitting on this bank. Used when the design's prior is
+        ``{"type": "previous", ...}`` (:mod:`cat_prom.priors`); otherwise recorded but not used.
+        Part of the serialised state, so replay is exact.
     """
 
     def __init__(self, bank: ItemBank, design: Design | Mapping | None = None, *, seed: int | None = None,
-                 exclude: Sequence[str] = ()):
+                 exclude: Sequence[str] = (), previous: PreviousSitting | Mapping | None = None):
         if not isinstance(design, Design):
             design = Design.from_dict(design)
         self.bank = bank
@@ -89,7 +94,10 @@ class CatSession:
         self.seed = int(seed) if seed is not None else _new_seed()
         self.exclude = tuple(exclude)
         self._rng = np.random.default_rng(self.seed)
-        self._state = state = CatState(bank, design, 1, exclude=self.exclude)
+        self.previous = PreviousSitting.from_value(previous)
+        lp0 = log_prior_for(design.grid_theta(), design.prior, self.previous)
+        self._state = state = CatState(bank, design, 1, exclude=self.exclude,
+                                       log_prior=None if lp0 is None else lp0[None, :])
         self._tables = state.tables
         self._status: dict[int, str] = {}
         self.log: list[dict] = []
@@ -210,6 +218,7 @@ class CatSession:
             "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
             "estimator": self.design.estimator,
+            "prior": prior_report(self.design.prior, self.previous),
             "flag": self.flag,
             "n_answered": state.n_answered,
             "n_declined": state.n_asked - state.n_answered,
@@ -221,8 +230,8 @@ class CatSession:
         }
 
     def to_dict(self) -> dict:
-        """The session's complete state as plain JSON: bank, design, seed and response log."""
-        return {
+        """The session's complete state as plain JSON: bank, design, seed, previous sitting (when given) and response log."""
+        d = {
             "bank_id": self.bank.id,
             "bank_hash": self.bank.content_hash,
             "design": self.design.to_dict(),
@@ -230,6 +239,9 @@ class CatSession:
             "exclude": list(self.exclude),
             "log": [dict(e) for e in self.log],
         }
+        if self.previous is not None:  # the prior's input: replay rebuilds the same prior
+            d["previous"] = self.previous.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, bank: ItemBank, d: Mapping[str, Any], *, check_hash: bool = True) -> "CatSession":
@@ -239,7 +251,7 @@ class CatSession:
         if check_hash and d.get("bank_hash") and d["bank_hash"] != bank.content_hash:
             raise CatPromError(f"session was run on another version of bank {bank.id!r} "
                                f"({d['bank_hash']}, now {bank.content_hash}); it cannot be replayed exactly")
-        s = cls(bank, d.get("design"), seed=d["seed"], exclude=d.get("exclude", ()))
+        s = cls(bank, d.get("design"), seed=d["seed"], exclude=d.get("exclude", ()), previous=d.get("previous"))
         for e in d.get("log", ()):
             s.replay(e)
         return s
@@ -262,10 +274,12 @@ class Battery:
         Master seed; each domain's seed derives from it.
     exclude : sequence of str
         Item ids to exclude, in whichever bank they occur.
+    previous : mapping bank id -> PreviousSitting or dict, optional
+        Each domain's last scored sitting (see :class:`CatSession`); domains left out have none.
     """
 
     def __init__(self, entries: Sequence[tuple], *, seed: int | None = None, exclude: Sequence[str] = (),
-                 id: str | None = None):
+                 id: str | None = None, previous: Mapping[str, Any] | None = None):
         if not entries:
             raise InvalidDesignError("a battery needs at least one bank", field="banks")
         self.id = id
@@ -276,10 +290,15 @@ class Battery:
         ids = [b.id for b, _ in entries]
         if len(set(ids)) != len(ids):
             raise InvalidDesignError(f"a bank appears twice in the battery: {ids}", field="banks")
+        previous = dict(previous or {})
+        unknown = sorted(set(previous) - set(ids))
+        if unknown:
+            raise InvalidDesignError(f"a previous sitting was given for bank {unknown[0]!r}, which is not in the "
+                                     f"battery ({', '.join(ids)})", field="previous")
         self.sessions: list[CatSession] = []
         for (bank, design), sd in zip(entries, seeds):
             ex = [x for x in self.exclude if x in bank._index]
-            self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex))
+            self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex, previous=previous.get(bank.id)))
         self.domain_index = 0
         self._advance()
 
@@ -355,7 +374,8 @@ class Battery:
             if sd["bank_id"] not in banks:
                 raise CatPromError(f"bank {sd['bank_id']!r} of this battery is not loaded")
             entries.append((banks[sd["bank_id"]], sd.get("design")))
-        b = cls(entries, seed=d["seed"], exclude=d.get("exclude", ()), id=d.get("battery_id"))
+        previous = {sd["bank_id"]: sd["previous"] for sd in d["sessions"] if sd.get("previous") is not None}
+        b = cls(entries, seed=d["seed"], exclude=d.get("exclude", ()), id=d.get("battery_id"), previous=previous)
         for s, sd in zip(b.sessions, d["sessions"]):
             if sd.get("bank_hash") and sd["bank_hash"] != s.bank.content_hash:
                 raise CatPromError(f"battery was run on another version of bank {s.bank.id!r}; it cannot be replayed")
