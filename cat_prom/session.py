@@ -23,7 +23,7 @@ import numpy as np
 
 from .bank import Item, ItemBank
 from .design import Design
-from .priors import PreviousSitting, log_prior_for, prior_report
+from .priors import PreviousSitting, log_prior_for, prior_report, uses_previous
 from .state import CatState
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
@@ -59,6 +59,11 @@ class Step:
 
 def _new_seed() -> int:
     return secrets.randbits(63)
+
+
+def spawn_seeds(seed: int, n: int) -> list[int]:
+    """``n`` independent session seeds derived from a battery's master seed (numpy SeedSequence.spawn)."""
+    return [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
 class CatSession:
@@ -163,6 +168,11 @@ class CatSession:
         return None if self._current < 0 else self.bank.items[self._current]
 
     @property
+    def uses_previous_prior(self) -> bool:
+        """Whether this sitting's prior is the previous-sitting mixture (:mod:`cat_prom.priors`)."""
+        return uses_previous(self.design.prior, self.previous)
+
+    @property
     def n_answered(self) -> int:
         return self._state.n_answered
 
@@ -185,20 +195,46 @@ class CatSession:
 
     def answer(self, item_id: str, value: Any) -> Step:
         """Record the patient's response ``value`` to the offered item and move on."""
-        j = self._guard(item_id)
-        k = self.bank.category(j, value)  # raises ValueOutOfRangeError
-        self._state.answer(j, k)
-        self._status[j] = "answered"
-        self.log.append({"item_id": item_id, "value": value})
+        self._take(item_id, value)
         return self._after()
 
     def decline(self, item_id: str) -> Step:
         """Record that the patient declined the offered item; it is not asked again and counts as missing."""
-        j = self._guard(item_id)
-        self._state.decline(j)
-        self._status[j] = "declined"
-        self.log.append({"item_id": item_id, "declined": True})
+        self._take(item_id, None, declined=True)
         return self._after()
+
+    def _take(self, item_id: str, value: Any, declined: bool = False) -> None:
+        """Guard, record and apply an answer (or a decline) without deciding what comes next."""
+        j = self._guard(item_id)
+        if declined:
+            self._state.decline(j)
+            self._status[j] = "declined"
+            self.log.append({"item_id": item_id, "declined": True})
+            return
+        k = self.bank.category(j, value)  # raises ValueOutOfRangeError
+        self._state.answer(j, k)
+        self._status[j] = "answered"
+        self.log.append({"item_id": item_id, "value": value})
+        self._read_estimate()
+
+    def _shift_prior(self, delta) -> None:
+        """Replace the prior under the answers given (:meth:`CatState.shift_log_prior`); estimate re-read."""
+        self._state.shift_log_prior(delta)
+        self._read_estimate()
+
+    def _redecide(self) -> None:
+        """Stop or choose the next item again after the prior moved (the joint battery): before the first
+        answer by the start rule, after it by the stop rules and the selection rule."""
+        if self.finished:
+            return
+        if self._state.n_asked == 0:
+            code = self._state.start(self._rng).item(0)
+            if code:
+                self._finish(code)
+            else:
+                self._current = self._state.current.item(0)
+            return
+        self._after()
 
     def result(self) -> dict:
         """Scores and provenance of the sitting so far (final once ``finished``)."""
@@ -285,8 +321,7 @@ class Battery:
         self.id = id
         self.seed = int(seed) if seed is not None else _new_seed()
         self.exclude = tuple(exclude)
-        seeds = [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))
-                 for s in np.random.SeedSequence(self.seed).spawn(len(entries))]
+        seeds = spawn_seeds(self.seed, len(entries))
         ids = [b.id for b, _ in entries]
         if len(set(ids)) != len(ids):
             raise InvalidDesignError(f"a bank appears twice in the battery: {ids}", field="banks")
