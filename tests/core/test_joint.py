@@ -277,3 +277,17 @@ def test_session_alone_unaffected():
     s = CatSession(BANKS[0], seed=2)
     s.answer(s.current_item.id, 2)
     assert s.n_answered == 1 and not s.uses_previous_prior
+
+
+def test_demo_battery_correlation_is_reproducible():
+    """item_banks/make_battery_correlation.py recomputes the matrix committed in pain-core.json."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "item_banks" / "make_battery_correlation.py"
+    spec = importlib.util.spec_from_file_location("make_battery_correlation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--check"]) == 0
+    doc = json.loads(mod.BATTERY.read_text(encoding="utf-8"))
+    assert "SIMULATED" in doc["correlation"]["sample"]
+    assert_allclose(doc["correlation"]["matrix"], mod.R_GEN, atol=0.05)  # recovered the assumed matrix
