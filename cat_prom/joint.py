@@ -48,7 +48,7 @@ import numpy as np
 
 from .errors import InvalidBatteryError
 
-__all__ = ["check_correlation", "covariance", "cavity", "site", "posterior_covariance", "d_optimal_gain"]
+__all__ = ["check_correlation", "covariance", "cavity", "cavities", "site", "posterior_covariance", "d_optimal_gain"]
 
 _SYM_TOL = 1e-9
 
@@ -117,6 +117,40 @@ def cavity(mu: np.ndarray, Sigma: np.ndarray, tau: np.ndarray, nu: np.ndarray, d
     y = nu[O] / tau[O] - mu[O]
     sol = np.linalg.solve(K, np.column_stack([y, k]))
     return float(mu[d] + k @ sol[:, 0]), float(Sigma[d, d] - k @ sol[:, 1])
+
+
+def cavities(mu: np.ndarray, Sigma: np.ndarray, tau: np.ndarray, nu: np.ndarray) -> tuple[list, list]:
+    r"""Every domain's cavity at once, from the Gaussian approximation of the joint posterior (one solve).
+
+    With :math:`C` (:func:`posterior_covariance`) and the approximate posterior mean :math:`\bar m`,
+    removing domain :math:`d`'s own site gives :math:`1/v_d = 1/C_{dd} - \tau_d` and
+    :math:`m_d = v_d(\bar m_d / C_{dd} - \nu_d)` — the same cavity as :func:`cavity`, up to rounding.
+    A domain that no other domain's site is correlated with gets its prior exactly, as in :func:`cavity`.
+    Returns two lists of D Python floats (means, variances).
+    """
+    D = mu.shape[0]
+    O = np.flatnonzero(tau > 0)
+    means, variances = mu.tolist(), np.diag(Sigma).tolist()
+    if O.shape[0] == 0:
+        return means, variances
+    K = Sigma[np.ix_(O, O)] + np.diag(1.0 / tau[O])
+    S_O = Sigma[:, O]
+    sol = np.linalg.solve(K, np.column_stack([nu[O] / tau[O] - mu[O], S_O.T]))
+    m_bar = mu + S_O @ sol[:, 0]
+    C = Sigma - S_O @ sol[:, 1:]
+    has = tau > 0
+    for d in range(D):
+        others = has.copy()
+        others[d] = False
+        if not (Sigma[d, others] != 0).any():
+            continue  # prior exactly
+        cdd = float(C[d, d])
+        if has[d]:
+            v = 1.0 / (1.0 / cdd - float(tau[d]))
+            means[d], variances[d] = v * (float(m_bar[d]) / cdd - float(nu[d])), v
+        else:
+            means[d], variances[d] = float(m_bar[d]), cdd
+    return means, variances
 
 
 def site(mean: float, var: float, cav_mean: float, cav_var: float) -> tuple[float, float]:

@@ -32,8 +32,8 @@ from .session import CatSession, Step, _new_seed, spawn_seeds
 
 __all__ = ["JointBattery", "ORDERS"]
 
-_SWEEPS = 50  # EP sweeps at most per answer (convergence is typically reached in 3-6)
-_TOL = 1e-10  # largest change of a site's mean / variance that ends the sweeps
+_SWEEPS = 50  # EP sweeps at most per answer (typically 3-5)
+_TOL = 1e-7  # largest change of a site parameter (τ, ν) that ends the sweeps
 
 
 class JointBattery:
@@ -103,8 +103,9 @@ class JointBattery:
         shifted = [False] * D
         for sweep in range(_SWEEPS):
             change = 0.0
+            means, variances = joint.cavities(self.mu, self.Sigma, self.tau, self.nu)  # parallel EP
             for d, s in enumerate(self.sessions):
-                m, v = joint.cavity(self.mu, self.Sigma, self.tau, self.nu, d)
+                m, v = means[d], variances[d]
                 old_m, old_v = self.cav[d]
                 if (m, v) != (old_m, old_v):
                     s._shift_prior(normal_log_density(theta[d], m, v ** 0.5)
