@@ -93,7 +93,7 @@ def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_ope
 
 #: Defaults of the previous-sitting prior (``{"type": "previous"}``), chosen by the longitudinal simulation
 #: (``benchmarks/longitudinal.py``; ``docs/design.md``, "Previous-sitting prior").
-PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.1, "mixture_weight": 0.8}
+PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.1, "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2}
 
 
 def _check_prior(p, estimator: str) -> dict:
@@ -120,6 +120,13 @@ def _check_prior(p, estimator: str) -> dict:
                                          if "drift_sd_per_week" in p else PREVIOUS_PRIOR_DEFAULTS["drift_sd_per_week"])
         out["mixture_weight"] = float(_number(p, "mixture_weight", lo=0, hi=1, lo_open=True, prefix="prior.")
                                       if "mixture_weight" in p else PREVIOUS_PRIOR_DEFAULTS["mixture_weight"])
+        out["switch_at"] = float(_number(p, "switch_at", lo=0, hi=1, lo_open=True, prefix="prior.")
+                                 if "switch_at" in p else PREVIOUS_PRIOR_DEFAULTS["switch_at"])
+        out["confirm_below"] = float(_number(p, "confirm_below", lo=0, hi=1, prefix="prior.")
+                                     if "confirm_below" in p else PREVIOUS_PRIOR_DEFAULTS["confirm_below"])
+        if out["confirm_below"] >= out["switch_at"]:
+            raise _bad(f"prior.confirm_below ({out['confirm_below']}) must be below prior.switch_at "
+                       f"({out['switch_at']})", "prior")
     return out
 
 

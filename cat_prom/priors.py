@@ -41,7 +41,7 @@ import numpy as np
 from .errors import InvalidDataError
 from .grid import normal_log_density
 
-__all__ = ["PreviousSitting", "previous_component", "uses_previous", "previous_log_prior", "log_prior_for", "prior_report",
+__all__ = ["PreviousSitting", "previous_component", "uses_previous", "mixture_parts", "change_probability", "previous_log_prior", "log_prior_for", "prior_report",
            "estimate_drift_sd", "DAYS_PER_WEEK"]
 
 DAYS_PER_WEEK = 7.0
@@ -105,13 +105,34 @@ def previous_log_prior(theta: np.ndarray, prior: Mapping, previous: PreviousSitt
     ``prior`` is a design's prior object with ``mean``, ``sd`` (population), ``drift_sd_per_week``
     and ``mixture_weight``.
     """
+    return mixture_parts(theta, prior, previous)[0]
+
+
+def mixture_parts(theta: np.ndarray, prior: Mapping, previous: PreviousSitting) -> tuple[np.ndarray, np.ndarray]:
+    """``(log mixture, log population)`` on the nodes, each normalised over them, shape (Q,) each."""
     w = float(prior["mixture_weight"])
     m, s = previous_component(prior, previous)
     lp_prev = _grid_log_normal(theta, m, s)
-    if w >= 1.0:
-        return lp_prev
     lp_pop = _grid_log_normal(theta, prior["mean"], prior["sd"])
-    return np.logaddexp(math.log(w) + lp_prev, math.log1p(-w) + lp_pop)
+    if w >= 1.0:
+        return lp_prev, lp_pop
+    return np.logaddexp(math.log(w) + lp_prev, math.log1p(-w) + lp_pop), lp_pop
+
+
+def change_probability(log_post: np.ndarray, log_mix: np.ndarray, log_pop: np.ndarray, w: float) -> float:
+    r"""Posterior probability that the population component, not the previous sitting's, explains the answers.
+
+    With the answers' evidence :math:`E_q = \ell_q - \log\pi_{mix}(\theta_q)` (the log posterior
+    without its mixture prior), :math:`P(\text{change}) = (1-w)\sum_q e^{E_q}\pi_{pop}(\theta_q) /
+    \sum_q e^{E_q}\pi_{mix}(\theta_q)`: the mixture component's posterior weight (Bayesian model
+    comparison of "as last time" against "anything the population allows"). Before any answer it is
+    :math:`1 - w`.
+    """
+    E = log_post - log_mix
+    E = E - E.max()
+    num = math.log1p(-w) + float(np.logaddexp.reduce(E + log_pop)) if w < 1 else -math.inf
+    den = float(np.logaddexp.reduce(E + log_mix))
+    return math.exp(num - den) if num > -math.inf else 0.0
 
 
 def uses_previous(prior: Mapping, previous: PreviousSitting | None) -> bool:
@@ -125,8 +146,15 @@ def log_prior_for(theta: np.ndarray, prior: Mapping, previous: PreviousSitting |
     return previous_log_prior(theta, prior, previous) if uses_previous(prior, previous) else None
 
 
-def prior_report(prior: Mapping, previous: PreviousSitting | None) -> dict:
-    """Which prior a sitting used, with its parameters, as plain JSON (part of a session's result)."""
+def prior_report(prior: Mapping, previous: PreviousSitting | None, *, change_probability: float | None = None,
+                 switched_after: int | None = None) -> dict:
+    """Which prior a sitting used, with its parameters, as plain JSON (part of a session's result).
+
+    For the previous-sitting prior also ``change_probability`` (:func:`change_probability` after the last
+    answer) and ``switched_after``: the number of answers after which the answers disagreed enough with the
+    last sitting (``change_probability`` > ``switch_at``) that the previous component was dropped and the
+    sitting went on under the population prior (``None`` when it was not).
+    """
     pop = {"mean": float(prior["mean"]), "sd": float(prior["sd"])}
     if not uses_previous(prior, previous):
         out = {"type": "population", "population": pop}
@@ -136,7 +164,9 @@ def prior_report(prior: Mapping, previous: PreviousSitting | None) -> dict:
     m, s = previous_component(prior, previous)
     return {"type": "previous", "population": pop, "previous": previous.to_dict(),
             "drift_sd_per_week": float(prior["drift_sd_per_week"]), "mixture_weight": float(prior["mixture_weight"]),
-            "component": {"mean": m, "sd": s}}
+            "switch_at": float(prior["switch_at"]), "confirm_below": float(prior["confirm_below"]),
+            "component": {"mean": m, "sd": s},
+            "change_probability": change_probability, "switched_after": switched_after}
 
 
 def estimate_drift_sd(theta1, se1, theta2, se2, elapsed_days) -> dict:

@@ -23,8 +23,9 @@ import numpy as np
 
 from .bank import Item, ItemBank
 from .design import Design
-from .priors import PreviousSitting, log_prior_for, prior_report, uses_previous
+from .priors import PreviousSitting, change_probability, log_prior_for, mixture_parts, prior_report, uses_previous
 from .state import CatState
+from .stopping import code_of
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
 
@@ -55,6 +56,9 @@ class Step:
         nxt = self.next_item.id if self.next_item is not None else None
         return (f"Step(finished={self.finished}, next_item={nxt!r}, theta={self.theta:.3f}, se={self.se:.3f}, "
                 f"stop_reason={self.stop_reason!r})")
+
+
+_PRECISION_STOPS = frozenset(code_of(r) for r in ("se_target", "se_change", "classification"))
 
 
 def _new_seed() -> int:
@@ -101,6 +105,10 @@ class CatSession:
         self._rng = np.random.default_rng(self.seed)
         self.previous = PreviousSitting.from_value(previous)
         lp0 = log_prior_for(design.grid_theta(), design.prior, self.previous)
+        #: the previous-sitting prior's parts, its change probability and when it gave way (None: never)
+        self._mix = mixture_parts(design.grid_theta(), design.prior, self.previous) if lp0 is not None else None
+        self.change_probability = 1.0 - design.prior["mixture_weight"] if lp0 is not None else None
+        self.switched_after: int | None = None
         self._state = state = CatState(bank, design, 1, exclude=self.exclude,
                                        log_prior=None if lp0 is None else lp0[None, :])
         self._tables = state.tables
@@ -152,6 +160,8 @@ class CatSession:
         x = state.row(0)  # what the stop rules read, as numbers
         self._read_estimate(x)
         code = state.rules.first(x)
+        if code in _PRECISION_STOPS and self._change_unresolved():
+            code = 0  # the previous-sitting prior's question is open: ask on (max_items still stops)
         if code:
             self._finish(code)
         else:
@@ -215,7 +225,26 @@ class CatSession:
         self._state.answer(j, k)
         self._status[j] = "answered"
         self.log.append({"item_id": item_id, "value": value})
+        if self._mix is not None and self.switched_after is None:
+            self._check_change()
         self._read_estimate()
+
+    def _change_unresolved(self) -> bool:
+        """Previous-sitting prior, not dropped, and the answers do not yet confirm the last sitting:
+        P(change) above ``confirm_below``. Precision stops wait (a sequential test of "as last time"
+        against "changed": it ends by confirming, or by switching to the population prior)."""
+        return (self._mix is not None and self.switched_after is None
+                and self.change_probability > self.design.prior["confirm_below"])
+
+    def _check_change(self) -> None:
+        """Previous-sitting prior: when the answers make a change more likely than ``switch_at``, drop the
+        previous component and go on under the population prior (:func:`cat_prom.priors.change_probability`)."""
+        log_mix, log_pop = self._mix
+        p = self.design.prior
+        self.change_probability = change_probability(self._state.lp[0], log_mix, log_pop, p["mixture_weight"])
+        if self.change_probability > p["switch_at"]:
+            self._state.shift_log_prior(log_pop - log_mix)
+            self.switched_after = self._state.n_answered
 
     def _shift_prior(self, delta) -> None:
         """Replace the prior under the answers given (:meth:`CatState.shift_log_prior`); estimate re-read."""
@@ -254,7 +283,8 @@ class CatSession:
             "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
             "estimator": self.design.estimator,
-            "prior": prior_report(self.design.prior, self.previous),
+            "prior": prior_report(self.design.prior, self.previous, change_probability=self.change_probability,
+                                  switched_after=self.switched_after),
             "flag": self.flag,
             "n_answered": state.n_answered,
             "n_declined": state.n_asked - state.n_answered,

@@ -87,7 +87,8 @@ def test_previous_prior_factor_matches_brute_force():
     """With a previous-sitting prior on domain 0, the joint prior is the MVN tilted by the mixture over the
     population marginal (cat_prom.joint_battery); brute force with that same factor."""
     from cat_prom.priors import PreviousSitting, previous_log_prior
-    prior = {"type": "previous", "mean": 0.0, "sd": 1.0, "drift_sd_per_week": 0.1, "mixture_weight": 0.8}
+    prior = {"type": "previous", "mean": 0.0, "sd": 1.0, "drift_sd_per_week": 0.1, "mixture_weight": 0.8,
+             "switch_at": 1.0, "confirm_below": 0.0}  # never drops the previous component: the prior stays the mixture
     design = {"se_target": None, "max_items": 3, "min_items": 1, "prior": prior}
     R = [[1, 0.7], [0.7, 1]]
     prev = {"b0": {"theta": 1.2, "se": 0.3, "elapsed_days": 14}}

@@ -23,7 +23,8 @@ from test_session import make_bank
 BANK = make_bank(25, seed=3, id="pi")
 OTHER = make_bank(20, seed=4, id="pf")
 THETA = nodes(-6, 6, 81)
-PREV = {"type": "previous", "mean": 0.0, "sd": 1.0, "drift_sd_per_week": 0.2, "mixture_weight": 0.7}
+PREV = {"type": "previous", "mean": 0.0, "sd": 1.0, "drift_sd_per_week": 0.2, "mixture_weight": 0.7, "switch_at": 0.5,
+        "confirm_below": 0.2}
 
 
 def test_mixture_matches_scipy_densities():
@@ -85,7 +86,7 @@ class TestDesignKeys:
     def test_defaults_and_roundtrip(self):
         d = Design.from_dict({"prior": {"type": "previous"}})
         assert dict(d.prior) == {"mean": 0.0, "sd": 1.0, "type": "previous", "drift_sd_per_week": 0.1,
-                                 "mixture_weight": 0.8}
+                                 "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2}
         assert Design.from_dict(d.to_dict()) == d
         # the population prior keeps its old document: no 'type' key
         assert Design.from_dict({"prior": {"type": "normal", "sd": 2}}).to_dict()["prior"] == {"mean": 0.0, "sd": 2.0}
