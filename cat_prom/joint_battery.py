@@ -10,6 +10,9 @@ domain for the guards, the logs and the results. What differs:
 * the next question comes from the domain whose candidate item adds most to the joint posterior
   precision (D-optimality, Segall 1996; ``order="d_optimal"``), or from the first unfinished domain
   in battery order (``order="battery"``); within a domain the domain's own design chooses the item;
+* a domain whose previous-sitting prior gives way (its answers disagree with the last sitting,
+  :mod:`cat_prom.priors`) leaves the joint model for the rest of the sitting: it changed on its own,
+  so it is scored on its own, exactly as in separate scoring (``joint.scored_alone``);
 * each domain stops by its own design's rules, evaluated after every answer (its SE also shrinks
   with the other domains' answers), but never before its own ``min_items`` (at least 1) answers:
   a domain is never scored without an answer of its own.
@@ -101,9 +104,10 @@ class JointBattery:
         D = len(self.sessions)
         theta = [s.design.grid_theta() for s in self.sessions]
         shifted = [False] * D
+        Sigma = self._effective_sigma()
         for sweep in range(_SWEEPS):
             change = 0.0
-            means, variances = joint.cavities(self.mu, self.Sigma, self.tau, self.nu)  # parallel EP
+            means, variances = joint.cavities(self.mu, Sigma, self.tau, self.nu)  # parallel EP
             for d, s in enumerate(self.sessions):
                 m, v = means[d], variances[d]
                 old_m, old_v = self.cav[d]
@@ -125,9 +129,23 @@ class JointBattery:
             elif shifted[d]:
                 s._redecide()
 
+    def _effective_sigma(self) -> np.ndarray:
+        """The prior covariance with the domains that left the joint model uncorrelated with the others: a domain
+        whose answers disagreed with its previous sitting (its previous-sitting prior gave way) changed on its own,
+        so it is scored on its own, as in separate scoring, and lends nothing to the others."""
+        alone = [d for d, s in enumerate(self.sessions) if s.switched_after is not None]
+        if not alone:
+            return self.Sigma
+        S = self.Sigma.copy()
+        for d in alone:
+            S[d, :] = 0.0
+            S[:, d] = 0.0
+            S[d, d] = self.Sigma[d, d]
+        return S
+
     def posterior_covariance(self) -> np.ndarray:
         """Covariance of the Gaussian approximation of the joint posterior, (D, D) (:mod:`cat_prom.joint`)."""
-        return joint.posterior_covariance(self.Sigma, self.tau)
+        return joint.posterior_covariance(self._effective_sigma(), self.tau)
 
     def gains(self) -> list[float | None]:
         """D-optimality gain of each domain's candidate item (``None`` for a finished domain)."""
@@ -210,12 +228,14 @@ class JointBattery:
         ``joint``: the domain's cavity prior (what the other domains' answers said about it) and the banks it
         borrowed from."""
         out = []
+        S = self._effective_sigma()
         for d, s in enumerate(self.sessions):
             r = s.result()
             m, v = self.cav[d]
-            lent = [o.bank.id for e, o in enumerate(self.sessions) if e != d and self.tau[e] > 0 and self.R[d, e] != 0]
+            lent = [o.bank.id for e, o in enumerate(self.sessions) if e != d and self.tau[e] > 0 and S[d, e] != 0]
             r["scoring"] = "joint"
-            r["joint"] = {"cavity": {"mean": m, "sd": v ** 0.5}, "borrowed_from": lent}
+            r["joint"] = {"cavity": {"mean": m, "sd": v ** 0.5}, "borrowed_from": lent,
+                          "scored_alone": s.switched_after is not None}
             out.append(r)
         return out
 

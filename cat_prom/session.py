@@ -109,6 +109,7 @@ class CatSession:
         self._mix = mixture_parts(design.grid_theta(), design.prior, self.previous) if lp0 is not None else None
         self.change_probability = 1.0 - design.prior["mixture_weight"] if lp0 is not None else None
         self.switched_after: int | None = None
+        self._shifted = None  # sum of the prior shifts a joint battery applied (None: none)
         self._state = state = CatState(bank, design, 1, exclude=self.exclude,
                                        log_prior=None if lp0 is None else lp0[None, :])
         self._tables = state.tables
@@ -241,7 +242,8 @@ class CatSession:
         previous component and go on under the population prior (:func:`cat_prom.priors.change_probability`)."""
         log_mix, log_pop = self._mix
         p = self.design.prior
-        self.change_probability = change_probability(self._state.lp[0], log_mix, log_pop, p["mixture_weight"])
+        own = self._state.lp[0] if self._shifted is None else self._state.lp[0] - self._shifted  # this domain's answers
+        self.change_probability = change_probability(own, log_mix, log_pop, p["mixture_weight"])
         if self.change_probability > p["switch_at"]:
             self._state.shift_log_prior(log_pop - log_mix)
             self.switched_after = self._state.n_answered
@@ -249,6 +251,7 @@ class CatSession:
     def _shift_prior(self, delta) -> None:
         """Replace the prior under the answers given (:meth:`CatState.shift_log_prior`); estimate re-read."""
         self._state.shift_log_prior(delta)
+        self._shifted = delta if self._shifted is None else self._shifted + delta
         self._read_estimate()
 
     def _redecide(self) -> None:

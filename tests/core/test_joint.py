@@ -292,3 +292,25 @@ def test_demo_battery_correlation_is_reproducible():
     doc = json.loads(mod.BATTERY.read_text(encoding="utf-8"))
     assert "SIMULATED" in doc["correlation"]["sample"]
     assert_allclose(doc["correlation"]["matrix"], mod.R_GEN, atol=0.05)  # recovered the assumed matrix
+
+
+def test_domain_whose_previous_prior_gives_way_is_scored_alone():
+    """After its previous-sitting prior is dropped, a domain leaves the joint model: its score is the population
+    prior times its own answers (as in separate scoring) and the other domains no longer borrow from it."""
+    prior = {"type": "previous", "drift_sd_per_week": 0.1, "mixture_weight": 0.8}
+    R = [[1, 0.7], [0.7, 1]]
+    prev = {"b0": {"theta": -1.0, "se": 0.3, "elapsed_days": 14}, "b1": {"theta": -1.0, "se": 0.3, "elapsed_days": 14}}
+    jb = JointBattery([(b, {"prior": prior, "max_items": 5, "se_target": None}) for b in BANKS[:2]], R,
+                      order="battery", seed=3, previous=prev)
+    while jb.domain_index == 0:
+        jb.answer(jb.current_item.id, 4)
+    s0 = jb.sessions[0]
+    assert s0.switched_after is not None
+    g = s0.design.grid_theta()
+    st = s0._state
+    lp = stats.norm.logpdf(g) + sum(irt_logp(s0.bank, g, j, k) for j, k in zip(st.items[0, :st.n_asked],
+                                                                               st.cats[0, :st.n_asked]))
+    w = np.exp(lp - lp.max())
+    assert_allclose(s0.theta, w @ g / w.sum(), atol=1e-9)
+    res = jb.results()
+    assert res[0]["joint"]["scored_alone"] and res[1]["joint"]["borrowed_from"] == []

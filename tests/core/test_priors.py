@@ -172,3 +172,52 @@ def test_drift_estimate_recovers_known_drift():
     assert abs(est["drift_sd_per_week"] - 0.15) < 0.02 and est["n_pairs"] == n
     with pytest.raises(InvalidDataError):
         estimate_drift_sd([0.0], [0.3], [0.1], [0.3], [0.0])
+
+
+class TestSequentialTest:
+    """P(change), the switch to the population prior, and the wait for confirmation."""
+
+    def test_change_probability_against_direct_marginals(self):
+        from cat_prom.priors import change_probability, mixture_parts
+        prev = PreviousSitting(theta=-0.5, se=0.3, elapsed_days=14.0)
+        lik = sum(BANK.grid(THETA).log_p_nkq[j, k] for j, k in enumerate([4, 3, 4]))
+        log_mix, log_pop = mixture_parts(THETA, PREV, prev)
+        # reference: component marginal likelihoods with scipy densities normalised over the nodes
+        sd = math.sqrt(0.3 ** 2 + 0.2 ** 2 * 2.0)
+        f1, f0 = stats.norm.pdf(THETA, -0.5, sd), stats.norm.pdf(THETA)
+        L = np.exp(lik)
+        m1, m0 = (L * f1 / f1.sum()).sum(), (L * f0 / f0.sum()).sum()
+        ref = 0.3 * m0 / (0.3 * m0 + 0.7 * m1)
+        got = change_probability(lik + log_mix + 12.3, log_mix, log_pop, 0.7)  # any constant in the log posterior
+        assert_allclose(got, ref, rtol=1e-10)
+        assert_allclose(change_probability(log_mix, log_mix, log_pop, 0.7), 0.3, rtol=1e-12)  # no answers: 1 - w
+
+    def test_switch_then_scored_as_a_first_visit(self):
+        prev = {"theta": -1.0, "se": 0.3, "elapsed_days": 14}
+        s = CatSession(BANK, {"prior": PREV, "se_target": None, "max_items": 6}, seed=2, previous=prev)
+        answers = []
+        while not s.finished:
+            answers.append(s.current_item.id)
+            s.answer(s.current_item.id, 4)  # the most severe answers: far from θ = -1
+        assert s.switched_after is not None and s.result()["prior"]["switched_after"] == s.switched_after
+        lp = stats.norm.logpdf(THETA) + sum(BANK.grid(THETA).log_p_nkq[BANK.index(i), 4] for i in answers)
+        w = np.exp(lp - lp.max())
+        assert_allclose(s.theta, w @ THETA / w.sum(), rtol=1e-9)  # population prior times the answers
+
+    def test_precision_stop_waits_for_confirmation(self):
+        prev = {"theta": 0.3, "se": 0.3, "elapsed_days": 14}
+        prior = dict(PREV, confirm_below=0.05)
+        s = CatSession(BANK, {"prior": prior, "min_items": 1, "max_items": 15, "se_target": 0.4}, seed=2,
+                       previous=prev)
+        while not s.finished:
+            s.answer(s.current_item.id, 2)
+        r = s.result()
+        if r["stop_reason"] == "se_target":
+            assert r["prior"]["change_probability"] <= 0.05 or r["prior"]["switched_after"] is not None
+        assert r["n_answered"] > 1  # SE 0.4 is reached before any answer, but the test was open
+
+    @pytest.mark.parametrize("bad, words", [({"switch_at": 0.2, "confirm_below": 0.3}, "must be below"),
+                                            ({"switch_at": 0}, "switch_at' must be > 0")])
+    def test_bad_thresholds(self, bad, words):
+        with pytest.raises(InvalidDesignError, match=words):
+            Design.from_dict({"prior": {"type": "previous", **bad}})
