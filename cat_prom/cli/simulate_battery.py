@@ -30,7 +30,8 @@ def run_battery(args) -> int:
     import cat_prom
     from ..bank import ItemBank
     from ..battery_file import load_battery
-    from ..simulation.longitudinal import DESIGNS, battery_cohort, design_options, markdown, run_cohort, summarise
+    from ..simulation.longitudinal import (DESIGNS, battery_cohort, design_options, drift_estimates, markdown,
+                                           run_cohort, summarise)
     if args.n is None or not 4 <= args.n <= 1_000_000:
         raise InvalidDataError("--n (simulees in the cohort, 4 to 1000000) is required with --battery")
     if not 2 <= args.sittings <= 100 or not 2 <= args.flare_sitting <= args.sittings:
@@ -70,6 +71,8 @@ def run_battery(args) -> int:
                                   flare_sitting=args.flare_sitting - 1,
                                   flare_domain=battery.banks.index(meta["flare_bank"]))
         results[name]["options"] = opts
+        if name == "today":
+            meta["drift"] = drift_estimates(run, cohort["days"], cohort["groups"], bank_list)
     table = markdown(results, bank_list, meta)
     os.makedirs(args.out, exist_ok=True)
     cmd = (f"cat-prom simulate --battery {args.battery} --n {args.n} --sittings {args.sittings} --interval-days "

@@ -23,8 +23,10 @@ import numpy as np
 
 from ..calibration import simulate_responses
 from ..design import PREVIOUS_PRIOR_DEFAULTS
+from ..priors import estimate_drift_sd
 
-__all__ = ["DESIGNS", "GROUPS", "design_options", "battery_cohort", "run_cohort", "summarise", "markdown", "RELIABLE_Z"]
+__all__ = ["DESIGNS", "GROUPS", "design_options", "battery_cohort", "run_cohort", "summarise", "drift_estimates",
+           "markdown", "RELIABLE_Z"]
 
 DESIGNS = ("today", "previous", "joint", "both")
 GROUPS = ("stable", "worsening", "flare", "improving")
@@ -179,6 +181,23 @@ def battery_cohort(banks: Sequence, R: np.ndarray, *, n: int, sittings: int = 6,
                        "walk_sd_per_week": walk_sd_per_week, "baseline": baseline}}
 
 
+def drift_estimates(run: dict, days: Sequence[float], groups: np.ndarray, banks: Sequence) -> list[dict]:
+    """Drift SD per week of each bank by :func:`cat_prom.priors.estimate_drift_sd` from consecutive sittings of a
+    run scored with the population prior (design ``today``): over every simulee, and over the stable group."""
+    days = np.asarray(days, dtype=float)
+    n, T, D = run["theta_hat"].shape
+    gap = np.broadcast_to(np.diff(days)[None, :], (n, T - 1))
+    out = []
+    for d, b in enumerate(banks):
+        th, se = run["theta_hat"][:, :, d], run["se"][:, :, d]
+        row = {"bank_id": b.id}
+        for label, rows in (("all", np.ones(n, dtype=bool)), ("stable", groups == "stable")):
+            e = estimate_drift_sd(th[rows, :-1], se[rows, :-1], th[rows, 1:], se[rows, 1:], gap[rows])
+            row[label] = e["drift_sd_per_week"]
+        out.append(row)
+    return out
+
+
 def _f(x, d=1):
     return "–" if x is None else f"{x:.{d}f}"
 
@@ -207,4 +226,11 @@ def markdown(results: Mapping[str, dict], banks: Sequence, meta: Mapping[str, An
         f = results[k]["flare"]
         lines.append(f"| {k} | {f['reliable_worse_share']:.1%} | {f['bias_t_at_flare']:+.1f} | "
                      f"{_f(f['rmse_t_at_flare'])} | {f['stable_reliable_share']:.1%} |")
+    drift = meta.get("drift")
+    if drift:
+        lines += ["", "Drift SD per week estimated from today's design (population prior) by "
+                  "`cat_prom.priors.estimate_drift_sd` over consecutive sittings (true random walk "
+                  f"{meta.get('walk_sd_per_week', 0):g}/√week plus the groups' trends and flares):", "",
+                  "| domain | all simulees | stable group |", "|---|---:|---:|"]
+        lines += [f"| {r['bank_id']} | {r['all']:.3f} | {r['stable']:.3f} |" for r in drift]
     return "\n".join(lines) + "\n"
