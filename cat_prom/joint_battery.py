@@ -35,8 +35,9 @@ from .session import CatSession, Step, _new_seed, spawn_seeds
 
 __all__ = ["JointBattery", "ORDERS"]
 
-_SWEEPS = 50  # EP sweeps at most per answer (typically 3-5)
-_TOL = 1e-7  # largest change of a site parameter (τ, ν) that ends the sweeps
+_SWEEPS = 50  # EP sweeps at most per answer (typically 4-6)
+_TOL = 1e-5  # largest change of a site parameter (τ, ν) that ends the sweeps
+_MOVE = 1e-7  # during the sweeps, a cavity mean or variance that moved less than this is not re-applied
 
 
 class JointBattery:
@@ -100,29 +101,42 @@ class JointBattery:
         return s.n_answered > 0 or s.uses_previous_prior
 
     def _propagate(self, answered: int | None) -> None:
-        """Expectation propagation to convergence, then new decisions where the estimate moved."""
+        """Expectation propagation to convergence, then new decisions where the estimate moved.
+
+        Only domains with a factor (answers, or a previous-sitting prior) take part in the sweeps; a
+        cavity that moved by less than ``_MOVE`` is left as it is during the sweeps. After convergence
+        every domain's prior is set to its final cavity."""
         D = len(self.sessions)
         theta = [s.design.grid_theta() for s in self.sessions]
         shifted = [False] * D
         Sigma = self._effective_sigma()
+        active = [d for d in range(D) if self._has_factor(d)]
+
+        def move(d: int, m: float, v: float) -> None:
+            old_m, old_v = self.cav[d]
+            self.sessions[d]._shift_prior(normal_log_density(theta[d], m, v ** 0.5)
+                                          - normal_log_density(theta[d], old_m, old_v ** 0.5))
+            self.cav[d] = (m, v)
+            shifted[d] = True
+
         for sweep in range(_SWEEPS):
             change = 0.0
             means, variances = joint.cavities(self.mu, Sigma, self.tau, self.nu)  # parallel EP
-            for d, s in enumerate(self.sessions):
-                m, v = means[d], variances[d]
+            for d in active:
+                s, m, v = self.sessions[d], means[d], variances[d]
                 old_m, old_v = self.cav[d]
-                if (m, v) != (old_m, old_v):
-                    s._shift_prior(normal_log_density(theta[d], m, v ** 0.5)
-                                   - normal_log_density(theta[d], old_m, old_v ** 0.5))
-                    self.cav[d] = (m, v)
-                    shifted[d] = True
-                if self._has_factor(d):
-                    t, n = joint.site(s.theta, s.se * s.se, m, v)
-                    change = max(change, abs(t - self.tau[d]), abs(n - self.nu[d]))
-                    self.tau[d], self.nu[d] = t, n
+                if abs(m - old_m) > _MOVE or abs(v - old_v) > _MOVE:
+                    move(d, m, v)
+                t, n = joint.site(s.theta, s.se * s.se, *self.cav[d])
+                change = max(change, abs(t - self.tau[d]), abs(n - self.nu[d]))
+                self.tau[d], self.nu[d] = t, n
             self.sweeps = sweep + 1
             if change < _TOL:
                 break
+        means, variances = joint.cavities(self.mu, Sigma, self.tau, self.nu)
+        for d in range(D):
+            if (means[d], variances[d]) != self.cav[d]:
+                move(d, means[d], variances[d])
         for d, s in enumerate(self.sessions):
             if d == answered:
                 s._after()
