@@ -26,12 +26,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import joint
-from .bank import Item, ItemBank
+from .bank import ItemBank
 from .battery_file import ORDERS
 from .design import Design
-from .errors import CatPromError, InvalidBatteryError, InvalidDesignError, SessionFinishedError, ItemNotOfferedError
+from .errors import CatPromError, InvalidBatteryError, InvalidDesignError
 from .grid import normal_log_density
-from .session import CatSession, Step, _new_seed, spawn_seeds
+from .session import Sitting, Step
 
 __all__ = ["JointBattery", "ORDERS"]
 
@@ -40,7 +40,7 @@ _TOL = 1e-5  # largest change of a site parameter (τ, ν) that ends the sweeps
 _MOVE = 1e-7  # during the sweeps, a cavity mean or variance that moved less than this is not re-applied
 
 
-class JointBattery:
+class JointBattery(Sitting):
     """Several banks in one sitting, scored jointly with a multivariate normal prior over the domains.
 
     Parameters
@@ -58,32 +58,18 @@ class JointBattery:
 
     def __init__(self, entries: Sequence[tuple], correlation, *, order: str = "d_optimal", seed: int | None = None,
                  exclude: Sequence[str] = (), id: str | None = None, previous: Mapping[str, Any] | None = None):
-        if not entries:
-            raise InvalidDesignError("a battery needs at least one bank", field="banks")
         if order not in ORDERS:
             raise InvalidDesignError(f"order must be one of {list(ORDERS)}, got {order!r}", field="order")
-        ids = [b.id for b, _ in entries]
-        if len(set(ids)) != len(ids):
-            raise InvalidDesignError(f"a bank appears twice in the battery: {ids}", field="banks")
-        designs = [d if isinstance(d, Design) else Design.from_dict(d) for _, d in entries]
-        for bank, d in zip((b for b, _ in entries), designs):
+        entries = [(b, d if isinstance(d, Design) else Design.from_dict(d)) for b, d in entries]
+        designs = [d for _, d in entries]
+        for (bank, d) in entries:
             if d.estimator != "eap" or d.min_items < 1:
                 raise InvalidDesignError(f"joint scoring needs the EAP estimator and min_items >= 1 in every domain; "
                                          f"bank {bank.id!r} has estimator {d.estimator!r}, min_items {d.min_items}",
                                          field="designs")
         self.R = joint.check_correlation(correlation, len(entries))
-        self.id, self.order = id, order
-        self.seed = int(seed) if seed is not None else _new_seed()
-        self.exclude = tuple(exclude)
-        previous = dict(previous or {})
-        unknown = sorted(set(previous) - set(ids))
-        if unknown:
-            raise InvalidDesignError(f"a previous sitting was given for bank {unknown[0]!r}, which is not in the "
-                                     f"battery ({', '.join(ids)})", field="previous")
-        self.sessions: list[CatSession] = []
-        for (bank, _), design, sd in zip(entries, designs, spawn_seeds(self.seed, len(entries))):
-            ex = [x for x in self.exclude if x in bank._index]
-            self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex, previous=previous.get(bank.id)))
+        self.order = order
+        self._make_sessions(entries, seed, exclude, id, previous)
         D = len(entries)
         self.mu = np.array([d.prior["mean"] for d in designs], dtype=float)
         self.Sigma = joint.covariance([d.prior["sd"] for d in designs], self.R)
@@ -184,42 +170,6 @@ class JointBattery:
         return max(open_, key=lambda d: (g[d], -d))  # ties: battery order
 
     # ------------------------------------------------------------ the Battery interface
-    @property
-    def finished(self) -> bool:
-        return self.domain_index >= len(self.sessions)
-
-    @property
-    def current_session(self) -> CatSession | None:
-        return None if self.finished else self.sessions[self.domain_index]
-
-    @property
-    def current_item(self) -> Item | None:
-        s = self.current_session
-        return None if s is None else s.current_item
-
-    @property
-    def current_bank(self) -> ItemBank | None:
-        s = self.current_session
-        return None if s is None else s.bank
-
-    @property
-    def position(self) -> int:
-        """1-based number of the question now offered in the whole sitting (total asked + 1)."""
-        return sum(s.n_asked for s in self.sessions) + (0 if self.finished else 1)
-
-    def _session_for(self, item_id: str) -> CatSession:
-        if self.finished:
-            raise SessionFinishedError("the battery has finished; it takes no further answers")
-        s = self.sessions[self.domain_index]
-        if item_id not in s.bank._index:
-            for other in self.sessions:
-                if item_id in other.bank._index:
-                    cur = s.current_item.id
-                    raise ItemNotOfferedError(f"item {item_id!r} (bank {other.bank.id!r}) is not the question being "
-                                              f"offered (the current question is {cur!r})", item_id=item_id,
-                                              current_item=cur)
-        return s
-
     def answer(self, item_id: str, value: Any) -> Step:
         return self._take(item_id, value, False)
 

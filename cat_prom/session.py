@@ -29,7 +29,7 @@ from .stopping import code_of
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
 
-__all__ = ["CatSession", "Battery", "Step"]
+__all__ = ["CatSession", "Sitting", "Battery", "Step", "spawn_seeds"]
 
 
 class Step:
@@ -332,29 +332,18 @@ class CatSession:
         return self.answer(entry["item_id"], entry["value"])
 
 
-class Battery:
-    """Several banks in one sitting, each with its own design, reported per domain.
+class Sitting:
+    """What every multi-domain sitting shares (:class:`Battery`, :class:`~cat_prom.joint_battery.JointBattery`):
+    one :class:`CatSession` per domain built from a master seed, the domain now asking
+    (``domain_index``), and the guard that an answer is for the question on offer."""
 
-    Parameters
-    ----------
-    entries : sequence of (ItemBank, Design | dict | None)
-        The domains in the order they are administered.
-    seed : int, optional
-        Master seed; each domain's seed derives from it.
-    exclude : sequence of str
-        Item ids to exclude, in whichever bank they occur.
-    previous : mapping bank id -> PreviousSitting or dict, optional
-        Each domain's last scored sitting (see :class:`CatSession`); domains left out have none.
-    """
-
-    def __init__(self, entries: Sequence[tuple], *, seed: int | None = None, exclude: Sequence[str] = (),
-                 id: str | None = None, previous: Mapping[str, Any] | None = None):
+    def _make_sessions(self, entries: Sequence[tuple], seed: int | None, exclude: Sequence[str], id: str | None,
+                       previous: Mapping[str, Any] | None) -> None:
         if not entries:
             raise InvalidDesignError("a battery needs at least one bank", field="banks")
         self.id = id
         self.seed = int(seed) if seed is not None else _new_seed()
         self.exclude = tuple(exclude)
-        seeds = spawn_seeds(self.seed, len(entries))
         ids = [b.id for b, _ in entries]
         if len(set(ids)) != len(ids):
             raise InvalidDesignError(f"a bank appears twice in the battery: {ids}", field="banks")
@@ -364,15 +353,10 @@ class Battery:
             raise InvalidDesignError(f"a previous sitting was given for bank {unknown[0]!r}, which is not in the "
                                      f"battery ({', '.join(ids)})", field="previous")
         self.sessions: list[CatSession] = []
-        for (bank, design), sd in zip(entries, seeds):
+        for (bank, design), sd in zip(entries, spawn_seeds(self.seed, len(entries))):
             ex = [x for x in self.exclude if x in bank._index]
             self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex, previous=previous.get(bank.id)))
         self.domain_index = 0
-        self._advance()
-
-    def _advance(self) -> None:
-        while self.domain_index < len(self.sessions) and self.sessions[self.domain_index].finished:
-            self.domain_index += 1
 
     @property
     def finished(self) -> bool:
@@ -409,6 +393,31 @@ class Battery:
                                               f"offered (the current question is {cur!r})", item_id=item_id,
                                               current_item=cur)
         return s
+
+
+class Battery(Sitting):
+    """Several banks in one sitting, each with its own design, reported per domain.
+
+    Parameters
+    ----------
+    entries : sequence of (ItemBank, Design | dict | None)
+        The domains in the order they are administered.
+    seed : int, optional
+        Master seed; each domain's seed derives from it.
+    exclude : sequence of str
+        Item ids to exclude, in whichever bank they occur.
+    previous : mapping bank id -> PreviousSitting or dict, optional
+        Each domain's last scored sitting (see :class:`CatSession`); domains left out have none.
+    """
+
+    def __init__(self, entries: Sequence[tuple], *, seed: int | None = None, exclude: Sequence[str] = (),
+                 id: str | None = None, previous: Mapping[str, Any] | None = None):
+        self._make_sessions(entries, seed, exclude, id, previous)
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.domain_index < len(self.sessions) and self.sessions[self.domain_index].finished:
+            self.domain_index += 1
 
     def answer(self, item_id: str, value: Any) -> Step:
         s = self._session_for(item_id)
