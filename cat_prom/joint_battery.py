@@ -183,9 +183,10 @@ class JointBattery(Sitting):
         self.sequence.append(s.bank.id)
         self._propagate(answered=d)
         self.domain_index = self._next_domain()
+        est = (s.theta, s.se, s.t_score) if s.scored else (None, None, None)  # no answer: not scored
         if self.finished:
-            return Step(True, None, s.theta, s.se, s.t_score, s.stop_reason, s.bank.id, True)
-        return Step(False, self.current_item, s.theta, s.se, s.t_score, s.stop_reason, s.bank.id, s.finished)
+            return Step(True, None, *est, s.stop_reason, s.bank.id, True)
+        return Step(False, self.current_item, *est, s.stop_reason, s.bank.id, s.finished)
 
     def results(self) -> list[dict]:
         """One result per domain (battery order), each from the joint posterior, with ``scoring`` "joint" and
