@@ -27,8 +27,6 @@ def register(subparsers) -> None:
     g.add_argument("--banks-dir", metavar="DIR", help="folder of the battery's bank files (default: the folder "
                                                       "above the battery file's)")
     g.add_argument("--interval-days", type=float, default=14.0, metavar="D", help="days between sittings (14)")
-    g.add_argument("--flare-sitting", type=int, default=4, metavar="K",
-                   help="1-based sitting at which the flare group's flare starts (default 4)")
     g.add_argument("--designs", default="today,previous,joint,both",
                    help="designs to compare: today, previous (+previous-sitting prior), joint (+joint scoring), both")
     g.add_argument("--min-items", type=int, metavar="N",

@@ -34,9 +34,8 @@ def run_battery(args) -> int:
                                            run_cohort, summarise)
     if args.n is None or not 4 <= args.n <= 1_000_000:
         raise InvalidDataError("--n (simulees in the cohort, 4 to 1000000) is required with --battery")
-    if not 2 <= args.sittings <= 100 or not 2 <= args.flare_sitting <= args.sittings:
-        raise InvalidDataError(f"--sittings must be 2-100 and --flare-sitting 2..--sittings; got {args.sittings}, "
-                               f"{args.flare_sitting}")
+    if not 2 <= args.sittings <= 100:
+        raise InvalidDataError(f"--sittings must be 2-100 with --battery; got {args.sittings}")
     names = [x.strip() for x in args.designs.split(",") if x.strip()]
     bad = [x for x in names if x not in DESIGNS]
     if bad or not names:
@@ -52,7 +51,7 @@ def run_battery(args) -> int:
     seed = 0 if args.seed is None else args.seed
     cohort_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
     cohort = battery_cohort(bank_list, R, n=args.n, sittings=args.sittings, interval_days=args.interval_days,
-                            flare_sitting=args.flare_sitting - 1, rng=np.random.default_rng(cohort_seq))
+                            rng=np.random.default_rng(cohort_seq))
     run_seed = int(run_seq.generate_state(1)[0])
     prior = _prior(args.prior)
     say = (lambda *a, **k: None) if args.quiet else print
@@ -67,8 +66,7 @@ def run_battery(args) -> int:
         finally:
             bar.close()
         timing[name] = time.perf_counter() - t0
-        results[name] = summarise(run, cohort["theta"], cohort["groups"], bank_list, flare_group="flare",
-                                  flare_sitting=args.flare_sitting - 1,
+        results[name] = summarise(run, cohort["theta"], cohort["groups"], bank_list, flare_at=cohort["flare_at"],
                                   flare_domain=battery.banks.index(meta["flare_bank"]))
         results[name]["options"] = opts
         if name == "today":
@@ -76,7 +74,7 @@ def run_battery(args) -> int:
     table = markdown(results, bank_list, meta)
     os.makedirs(args.out, exist_ok=True)
     cmd = (f"cat-prom simulate --battery {args.battery} --n {args.n} --sittings {args.sittings} --interval-days "
-           f"{args.interval_days:g} --flare-sitting {args.flare_sitting} --designs {','.join(names)} --seed {seed}"
+           f"{args.interval_days:g} --designs {','.join(names)} --seed {seed}"
            + (f" --min-items {args.min_items}" if args.min_items is not None else "")
            + (f" --prior '{args.prior}'" if args.prior else "") + f" --out {args.out}")
     head = (f"Battery `{battery.id}`, {args.n} simulees ({args.n // 4} per group: stable, slowly worsening, flare, "

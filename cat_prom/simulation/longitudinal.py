@@ -111,14 +111,15 @@ def run_cohort(battery, banks: Mapping[str, Any], theta: np.ndarray, days: Seque
     return out
 
 
-def summarise(run: dict, theta: np.ndarray, groups: np.ndarray, banks: Sequence, *, flare_group: str,
-              flare_sitting: int, flare_domain: int) -> dict:
+def summarise(run: dict, theta: np.ndarray, groups: np.ndarray, banks: Sequence, *, flare_at: np.ndarray,
+              flare_domain: int) -> dict:
     """Burden, precision and flare detection of one design's run.
 
     Returns a dict: ``questions`` (median, p90, mean over all sittings and over follow-up sittings),
     ``per_domain`` (RMSE and bias of T, per bank), ``flare`` (share of the flare group whose change in
-    ``flare_domain`` is reliable at ``flare_sitting``, its T bias there, and the stable group's share of
-    reliable changes at the same sitting: false alarms), all T units.
+    ``flare_domain`` is a reliable worsening at its flare sitting ``flare_at`` (n,), its T bias and RMSE
+    there, and the stable group's share of reliable changes in that domain over its follow-up sittings:
+    false alarms), all T units.
     """
     total = run["n_asked"].sum(axis=2)  # (n, T)
     t_sd = np.array([b.t_sd for b in banks])
@@ -128,57 +129,67 @@ def summarise(run: dict, theta: np.ndarray, groups: np.ndarray, banks: Sequence,
          "median_first": float(np.median(total[:, 0]))}
     per = [{"bank_id": b.id, "rmse_t": float(np.sqrt(np.mean(err[:, :, d] ** 2))), "bias_t": float(np.mean(err[:, :, d]))}
            for d, b in enumerate(banks)]
-    T_hat = run["theta_hat"] * t_sd
-    se_t = run["se"] * t_sd
-    dT = T_hat[:, flare_sitting, flare_domain] - T_hat[:, flare_sitting - 1, flare_domain]
-    se_d = np.sqrt(se_t[:, flare_sitting, flare_domain] ** 2 + se_t[:, flare_sitting - 1, flare_domain] ** 2)
-    reliable = np.abs(dT) > RELIABLE_Z * se_d
-    worse = reliable & (dT > 0)
-    fl, st = groups == flare_group, groups == "stable"
-    flare = {"n": int(fl.sum()), "reliable_worse_share": float(worse[fl].mean()) if fl.any() else None,
-             "bias_t_at_flare": float(err[fl, flare_sitting, flare_domain].mean()) if fl.any() else None,
-             "rmse_t_at_flare": float(np.sqrt(np.mean(err[fl, flare_sitting, flare_domain] ** 2))) if fl.any() else None,
+    T_hat = run["theta_hat"][:, :, flare_domain] * t_sd[flare_domain]  # (n, T)
+    se_t = run["se"][:, :, flare_domain] * t_sd[flare_domain]
+    dT = T_hat[:, 1:] - T_hat[:, :-1]  # change at sittings 1..T-1
+    reliable = np.abs(dT) > RELIABLE_Z * np.sqrt(se_t[:, 1:] ** 2 + se_t[:, :-1] ** 2)
+    flare_at = np.asarray(flare_at)
+    fl, st = flare_at > 0, groups == "stable"
+    rows, at = np.flatnonzero(fl), flare_at[fl]
+    worse = reliable[rows, at - 1] & (dT[rows, at - 1] > 0)
+    e = err[rows, at, flare_domain]
+    flare = {"n": int(fl.sum()), "reliable_worse_share": float(worse.mean()) if fl.any() else None,
+             "bias_t_at_flare": float(e.mean()) if fl.any() else None,
+             "rmse_t_at_flare": float(np.sqrt(np.mean(e ** 2))) if fl.any() else None,
              "stable_reliable_share": float(reliable[st].mean()) if st.any() else None}
     return {"questions": q, "per_domain": per, "flare": flare}
 
 
 def battery_cohort(banks: Sequence, R: np.ndarray, *, n: int, sittings: int = 6, interval_days: float = 14.0,
-                   flare_sitting: int = 3, flare_bank: str = "pain-interference", flare_sd: float = 1.0,
-                   trend_per_week: float = 0.05, walk_sd_per_week: float = 0.05, baseline: float = 0.5,
-                   rng: np.random.Generator) -> dict:
+                   flare_bank: str = "pain-interference", flare_sd: float = 1.0, trend_per_week: float = 0.05,
+                   walk_sd_per_week: float = 0.05, baseline: float = 0.5, rng: np.random.Generator) -> dict:
     r"""True θ trajectories of a cohort over a battery's domains, in four equal groups (:data:`GROUPS`).
 
-    Every simulee starts at :math:`\theta_0 \sim N(b\,s, R)` (``s`` = +1 on symptom banks, -1 on
+    The groups' shapes are :mod:`cat_prom.simulation.cohort`'s trajectory kinds
+    (:func:`~cat_prom.simulation.cohort.cohort_trajectories`, the cohorts of the clinical layer), spread over
+    the domains: *stable* nothing; *worsening* / *improving* a linear trend of ``trend_per_week`` θ per week
+    (worse / better) on the pain, function and (half) sleep domains; *flare* a sudden step of ``flare_sd``
+    (worse) in ``flare_bank`` alone — the hardest case for joint scoring, whose other domains say "no
+    change" — at a sitting drawn per patient from the 2nd to the last, lasting to the end. Under that,
+    every simulee starts at :math:`\theta_0 \sim N(b\,s, R)` (``s`` = +1 on symptom banks, -1 on
     higher-is-better banks: a clinic population with more problems than the reference, ``b`` =
-    ``baseline``) and wanders as a correlated random walk with SD ``walk_sd_per_week`` per √week. On top:
-    *stable* nothing; *worsening* / *improving* a linear trend of ``trend_per_week`` θ per week (worse /
-    better) on the pain, function and (half) sleep domains; *flare* a sudden step of ``flare_sd`` in
-    ``flare_bank`` (worse) from sitting ``flare_sitting`` on (that domain only: the hardest case for
-    joint scoring, whose other domains say "no change").
+    ``baseline``) and wanders as a random walk correlated like ``R``, SD ``walk_sd_per_week`` per √week.
 
-    Returns ``theta`` (n, T, D), ``days`` (T,), ``groups`` (n,) and the parameters.
+    Returns ``theta`` (n, T, D), ``days`` (T,), ``groups`` (n,), ``flare_at`` (n,) (the flare sitting's
+    index, -1 outside the flare group) and the parameters.
     """
+    from .cohort import TrajectoryParams, cohort_trajectories
     D, T = len(banks), int(sittings)
     days = np.arange(T) * float(interval_days)
     sign = np.array([-1.0 if b.direction == "higher_is_better" else 1.0 for b in banks])
-    groups = np.array(GROUPS)[np.arange(n) % len(GROUPS)]
+    shape = cohort_trajectories(n, T, rng=rng, mix={g: 1.0 for g in GROUPS}, params=TrajectoryParams(
+        start_mean=0.0, start_sd=0.0, drift=trend_per_week * interval_days / 7.0, flare_size=flare_sd,
+        flare_length=T, noise_sd=0.0))
+    change, groups = shape.theta, np.asarray(shape.kind)  # (n, T) worse-direction change from the start
     theta0 = rng.multivariate_normal(baseline * sign, R, size=n, method="cholesky")
     steps = rng.multivariate_normal(np.zeros(D), R, size=(n, T), method="cholesky")
     steps *= walk_sd_per_week * np.sqrt(interval_days / 7.0)
     steps[:, 0] = 0.0
     theta = theta0[:, None, :] + np.cumsum(steps, axis=1)
     load = np.array([_TREND_LOAD.get(b.id, 0.0) for b in banks]) * sign
-    weeks = days / 7.0
-    theta[groups == "worsening"] += trend_per_week * weeks[None, :, None] * load
-    theta[groups == "improving"] -= trend_per_week * weeks[None, :, None] * load
+    trend = np.isin(groups, ("worsening", "improving"))
+    theta[trend] += change[trend][:, :, None] * load
     ids = [b.id for b in banks]
-    if flare_bank in ids and 0 < flare_sitting < T:
+    flare_at = np.full(n, -1)
+    fl = groups == "flare"
+    if flare_bank in ids and fl.any():
         d = ids.index(flare_bank)
-        theta[groups == "flare", flare_sitting:, d] += flare_sd * sign[d]
-    return {"theta": theta, "days": days, "groups": groups,
-            "params": {"n": n, "sittings": T, "interval_days": interval_days, "flare_sitting": flare_sitting,
-                       "flare_bank": flare_bank, "flare_sd": flare_sd, "trend_per_week": trend_per_week,
-                       "walk_sd_per_week": walk_sd_per_week, "baseline": baseline}}
+        theta[fl, :, d] += change[fl] * sign[d]
+        flare_at[fl] = np.argmax(change[fl] > 0, axis=1)
+    return {"theta": theta, "days": days, "groups": groups, "flare_at": flare_at,
+            "params": {"n": n, "sittings": T, "interval_days": interval_days, "flare_bank": flare_bank,
+                       "flare_sd": flare_sd, "trend_per_week": trend_per_week, "walk_sd_per_week": walk_sd_per_week,
+                       "baseline": baseline}}
 
 
 def drift_estimates(run: dict, days: Sequence[float], groups: np.ndarray, banks: Sequence) -> list[dict]:
@@ -217,10 +228,11 @@ def markdown(results: Mapping[str, dict], banks: Sequence, meta: Mapping[str, An
         cells = [f"{_f(results[k]['per_domain'][d]['rmse_t'])} / {results[k]['per_domain'][d]['bias_t']:+.1f}"
                  for k in names]
         lines.append(f"| {b.id} | " + " | ".join(cells) + " |")
-    fb, fs = meta.get("flare_bank"), meta.get("flare_sitting")
-    lines += ["", f"Flare group ({fb} +{meta.get('flare_sd', 1):g} SD at sitting {fs + 1 if fs is not None else '?'}): "
-              f"reliable worsening flagged at the flare sitting (|ΔT| > 1.96·SE_Δ, ΔT > 0), T bias and RMSE of "
-              f"{fb} there; stable group: share with a reliable change at the same sitting (false alarms).", "",
+    fb = meta.get("flare_bank")
+    lines += ["", f"Flare group ({fb} +{meta.get('flare_sd', 1):g} SD from a sitting drawn per patient, 2nd to last): "
+              f"share flagged as a reliable worsening at the flare sitting (|ΔT| > 1.96·SE_Δ against the sitting "
+              f"before, ΔT > 0), T bias and RMSE of {fb} there; stable group: share of follow-up sittings with a "
+              f"reliable change in {fb} (false alarms).", "",
               "| design | flare: flagged | flare: T bias | flare: T RMSE | stable: flagged |", "|---|---:|---:|---:|---:|"]
     for k in names:
         f = results[k]["flare"]

@@ -41,18 +41,24 @@ def test_cohort_groups_and_flare_step(battery):
     bl = [banks[b] for b in bd.banks]
     R = bd.correlation_matrix()
     a = battery_cohort(bl, R, n=40, rng=np.random.default_rng(3))
-    b = battery_cohort(bl, R, n=40, flare_sd=0.0, rng=np.random.default_rng(3))
+    b = battery_cohort(bl, R, n=40, flare_sd=0.0, trend_per_week=0.0, rng=np.random.default_rng(3))
     assert a["theta"].shape == (40, 6, 7) and list(a["days"]) == [0, 14, 28, 42, 56, 70]
+    assert sorted(set(a["groups"])) == ["flare", "improving", "stable", "worsening"]
+    assert (np.unique(a["groups"], return_counts=True)[1] == 10).all()
     diff = a["theta"] - b["theta"]
     flare = a["groups"] == "flare"
-    assert_allclose(diff[flare][:, 3:, 1], 1.0)  # +1 SD in pain interference from the 4th sitting, exactly
-    diff[flare, 3:, 1] = 0.0
-    assert_allclose(diff, 0.0)  # nothing else moves
-    assert sorted(set(a["groups"])) == ["flare", "improving", "stable", "worsening"]
+    assert ((a["flare_at"] >= 1) == flare).all() and (a["flare_at"][flare] <= 5).all()
+    for i in np.flatnonzero(flare):  # +1 SD in pain interference from the flare sitting on, exactly
+        k = a["flare_at"][i]
+        assert_allclose(diff[i, k:, 1], 1.0)
+        assert_allclose(diff[i, :k, 1], 0.0)
     w = a["groups"] == "worsening"  # a trend of 0.05/week: +0.5 θ over 10 weeks beyond the random walk
-    s = battery_cohort(bl, R, n=40, trend_per_week=0.0, rng=np.random.default_rng(3))
-    assert_allclose((a["theta"] - s["theta"])[w][:, -1, 1], 0.5)
-    assert_allclose((a["theta"] - s["theta"])[w][:, -1, 2], -0.5)  # physical function: higher is better
+    assert_allclose(diff[w][:, -1, 1], 0.5)
+    assert_allclose(diff[w][:, -1, 2], -0.5)  # physical function: higher is better
+    assert_allclose(diff[w][:, -1, 3], 0.25)  # sleep: half the trend
+    diff[flare, :, 1] = 0.0
+    diff[w | (a["groups"] == "improving")] = 0.0
+    assert_allclose(diff, 0.0)  # nothing else moves
 
 
 def test_summarise_arithmetic(battery):
@@ -63,7 +69,7 @@ def test_summarise_arithmetic(battery):
     run["theta_hat"][:, :, 0] = 0.1  # every estimate of domain 0 one T point high
     run["theta_hat"][0, 1, 1] = 1.0  # simulee 0 (flare group) rises 10 T: |ΔT| = 10 > 1.96·√(3²+3²) = 8.3
     groups = np.array(["flare", "flare", "stable", "stable"])
-    s = summarise(run, theta, groups, bl, flare_group="flare", flare_sitting=1, flare_domain=1)
+    s = summarise(run, theta, groups, bl, flare_at=np.array([1, 1, -1, -1]), flare_domain=1)
     assert s["questions"]["median"] == 2
     assert_allclose([s["per_domain"][0]["rmse_t"], s["per_domain"][0]["bias_t"]], [1.0, 1.0])
     assert s["flare"]["reliable_worse_share"] == 0.5 and s["flare"]["stable_reliable_share"] == 0.0
@@ -83,7 +89,7 @@ def test_run_is_reproducible_and_passes_previous(battery):
 
 def test_cli_battery(tmp_path, capsys):
     out = tmp_path / "sim"
-    rc = main(["simulate", "--battery", str(BATTERY), "--n", "4", "--sittings", "2", "--flare-sitting", "2",
+    rc = main(["simulate", "--battery", str(BATTERY), "--n", "4", "--sittings", "2",
                "--designs", "today,both", "--seed", "3", "--min-items", "1", "--out", str(out), "--quiet"])
     assert rc == 0
     text = (out / "longitudinal.md").read_text(encoding="utf-8")
