@@ -13,9 +13,18 @@ loader used by the service (``api/registry.py``) and the scripts
 (``pain-core.json: designs['nausea']: design key 'max_items' must be ...``).
 
 Each key has one validator in :data:`FIELDS`, run in that order with the fields
-validated so far (``designs`` checks its keys against ``banks``); adding a key
-(for example a correlation matrix between the banks' latent traits) is adding a
-validator there and a field to :class:`BatteryDef`.
+validated so far (``designs`` checks its keys against ``banks``); adding a key is
+adding a validator there and a field to :class:`BatteryDef`.
+
+Joint scoring (:mod:`cat_prom.joint`) adds three keys::
+
+    "correlation": {"banks": [...same ids...], "matrix": [[1, 0.6, ...], ...],
+                    "method": "how it was estimated", "sample": "from which data"},
+    "scoring": "joint",          # or "separate" (default): how a sitting is scored
+    "order": "d_optimal"         # joint only: next domain by D-optimality, or "battery"
+
+:meth:`BatteryDef.start` builds the sitting a battery file describes (a
+:class:`~cat_prom.session.Battery` or a :class:`~cat_prom.joint_battery.JointBattery`).
 """
 from __future__ import annotations
 
@@ -28,7 +37,7 @@ from typing import Any, Callable, Collection, Mapping
 from .errors import CatPromError, InvalidBatteryError
 from .jsonfile import read_json
 
-__all__ = ["BatteryDef", "load_battery", "battery_from_dict", "FIELDS", "ID_PATTERN"]
+__all__ = ["BatteryDef", "load_battery", "battery_from_dict", "FIELDS", "ID_PATTERN", "SCORINGS", "ORDERS"]
 
 #: Battery ids: letters, digits, '.', '_' and '-', starting with a letter or digit (as bank ids in the API).
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -55,6 +64,40 @@ class BatteryDef:
     designs: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     description: str = ""
     source: str | None = None
+    correlation: Mapping[str, Any] | None = None
+    scoring: str = "separate"
+    order: str = "d_optimal"
+
+    def correlation_matrix(self):
+        """The correlation matrix in the order of :attr:`banks` (ndarray (D, D)), or ``None``."""
+        if self.correlation is None:
+            return None
+        return self.correlation["matrix_in_bank_order"]
+
+    def start(self, banks: Mapping[str, Any], *, scoring: str | None = None, seed: int | None = None,
+              exclude=(), previous: Mapping[str, Any] | None = None, designs: Mapping[str, Mapping] | None = None):
+        """A new sitting of this battery on loaded ``banks`` (bank id -> ItemBank).
+
+        ``scoring`` overrides the file's (``"separate"`` or ``"joint"``; joint needs a correlation);
+        ``designs`` adds design overrides per bank on top of the file's (e.g. a previous-sitting prior);
+        ``previous`` maps bank ids to the last scored sitting (:class:`cat_prom.priors.PreviousSitting`
+        or its dict).
+        """
+        from .session import Battery
+        scoring = self.scoring if scoring is None else scoring
+        if scoring not in SCORINGS:
+            raise InvalidBatteryError(f"scoring must be one of {list(SCORINGS)}, got {scoring!r}", field="scoring")
+        entries = self.entries(banks)
+        if designs:
+            entries = [(b, {**(d or {}), **dict(designs.get(b.id) or {})} or None) for b, d in entries]
+        if scoring == "separate":
+            return Battery(entries, seed=seed, exclude=exclude, id=self.id, previous=previous)
+        if self.correlation is None:
+            raise InvalidBatteryError(f"battery {self.id!r} has no correlation matrix, which joint scoring needs",
+                                      field="correlation", battery_id=self.id)
+        from .joint_battery import JointBattery
+        return JointBattery(entries, self.correlation_matrix(), order=self.order, seed=seed, exclude=exclude,
+                            id=self.id, previous=previous)
 
     def to_dict(self) -> dict:
         """What the service lists about a battery: id, name, banks and description."""
@@ -125,6 +168,45 @@ def _check_designs(value, checked, known_banks) -> Mapping:
     return MappingProxyType(out)
 
 
+def _check_correlation(value, checked, known_banks) -> Mapping:
+    import numpy as np
+
+    from .joint import check_correlation
+    if not isinstance(value, dict) or set(value) - {"banks", "matrix", "method", "sample"} \
+            or not {"banks", "matrix"} <= set(value):
+        raise _bad("must be an object {\"banks\": [ids in the matrix's order], \"matrix\": [[...]], \"method\": "
+                   "\"...\", \"sample\": \"...\"} (banks and matrix required)", "correlation")
+    order = value["banks"]
+    if not isinstance(order, list) or sorted(map(str, order)) != sorted(checked["banks"]) or len(set(order)) != len(order):
+        raise _bad(f"banks must list each of the battery's banks once, in the matrix's row order; got {order!r}",
+                   "correlation.banks")
+    for key in ("method", "sample"):
+        if key in value and not isinstance(value[key], str):
+            raise _bad("must be a string", f"correlation.{key}")
+    R = check_correlation(value["matrix"], len(order))
+    perm = [order.index(b) for b in checked["banks"]]
+    Rb = np.ascontiguousarray(R[np.ix_(perm, perm)])
+    Rb.flags.writeable = False
+    return MappingProxyType({"banks": tuple(order), "matrix": R, "method": value.get("method", ""),
+                             "sample": value.get("sample", ""), "matrix_in_bank_order": Rb})
+
+
+def _check_choice(name: str, allowed: tuple):
+    def check(value, checked, known_banks) -> str:
+        if value not in allowed:
+            raise _bad(f"must be one of {list(allowed)}, got {value!r}", name)
+        if name == "scoring" and value == "joint" and "correlation" not in checked:
+            raise _bad("joint scoring needs a 'correlation' matrix between the banks", name)
+        if name == "order" and checked.get("scoring", "separate") != "joint":
+            raise _bad("applies only to joint scoring (\"scoring\": \"joint\")", name)
+        return value
+    return check
+
+
+#: How a battery's sitting is scored, and how a joint one chooses the next domain.
+SCORINGS = ("separate", "joint")
+ORDERS = ("d_optimal", "battery")
+
 #: Validator of each key, in the order they run: ``(value, fields checked so far, loaded bank ids) -> value``.
 FIELDS: dict[str, Callable[[Any, dict, Collection[str] | None], Any]] = {
     "id": _check_id,
@@ -132,6 +214,9 @@ FIELDS: dict[str, Callable[[Any, dict, Collection[str] | None], Any]] = {
     "description": _check_text("description"),
     "banks": _check_banks,
     "designs": _check_designs,
+    "correlation": _check_correlation,
+    "scoring": _check_choice("scoring", SCORINGS),
+    "order": _check_choice("order", ORDERS),
 }
 REQUIRED = ("id", "banks")
 
@@ -172,7 +257,9 @@ def battery_from_dict(doc: Any, *, banks: Collection[str] | None = None, source:
         raise
     return BatteryDef(id=checked["id"], name=checked.get("name") or checked["id"], banks=checked["banks"],
                       designs=checked.get("designs", MappingProxyType({})),
-                      description=checked.get("description", ""), source=source)
+                      description=checked.get("description", ""), source=source,
+                      correlation=checked.get("correlation"), scoring=checked.get("scoring", "separate"),
+                      order=checked.get("order", "d_optimal"))
 
 
 def load_battery(path: str | os.PathLike, *, banks: Collection[str] | None = None) -> BatteryDef:

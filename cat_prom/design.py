@@ -29,7 +29,10 @@ Keys (see ``docs/design.md`` for the full reference):
 ``screen_stop``
     ``false``; stop after the first answer if it is the healthiest option.
 ``prior``
-    ``{"mean": 0, "sd": 1}``, a normal prior on θ.
+    ``{"mean": 0, "sd": 1}``, a normal (population) prior on θ; or ``{"type": "previous",
+    "drift_sd_per_week": 0.1, "mixture_weight": 0.8}``: for a returning patient, a mixture of a normal
+    around the last sitting's estimate and the population prior (:mod:`cat_prom.priors`; the
+    previous sitting is passed to the session, the design only sets the policy). EAP only.
 ``grid``
     ``{"min": -6, "max": 6, "points": 81}``, the quadrature grid (also the ML/WLE search interval).
 ``exposure``
@@ -54,7 +57,7 @@ from . import grid
 from .errors import InvalidDesignError, UnresolvedGoalError
 
 __all__ = ["Design", "ESTIMATORS", "SELECTIONS", "STARTS", "EXPOSURE_METHODS", "PROMIS_DEFAULT", "GOAL",
-           "resolve_design"]
+           "resolve_design", "PREVIOUS_PRIOR_DEFAULTS"]
 
 ESTIMATORS = ("eap", "map", "ml", "wle")
 SELECTIONS = ("mfi", "mpwi", "kl", "mepv", "random")
@@ -90,6 +93,45 @@ def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_ope
     if hi is not None and v > hi:
         raise _bad(f"design key {key!r} must be <= {hi}, got {v!r}", key)
     return v
+
+
+#: Defaults of the previous-sitting prior (``{"type": "previous"}``), chosen by the longitudinal simulation
+#: (``benchmarks/longitudinal.py``; ``docs/design.md``, "Previous-sitting prior").
+PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.1, "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2}
+
+
+def _check_prior(p, estimator: str) -> dict:
+    """The ``prior`` object: population ``{"mean", "sd"}`` (``"type": "normal"`` optional) or the
+    previous-sitting mixture ``{"type": "previous", "mean", "sd", "drift_sd_per_week", "mixture_weight"}``
+    (:mod:`cat_prom.priors`)."""
+    kind = p.get("type", "normal") if isinstance(p, dict) else None
+    allowed = {"type", "mean", "sd"} | (set(PREVIOUS_PRIOR_DEFAULTS) if kind == "previous" else set())
+    if not isinstance(p, dict) or kind not in ("normal", "previous") or set(p) - allowed:
+        extra = sorted(set(p) - allowed) if isinstance(p, dict) else []
+        raise _bad("design key 'prior' must be an object {\"mean\": m, \"sd\": s} (population prior) or "
+                   "{\"type\": \"previous\", \"drift_sd_per_week\": d, \"mixture_weight\": w, \"mean\": m, "
+                   "\"sd\": s} (previous-sitting prior)"
+                   + (f"; got type {kind!r}" if kind not in ("normal", "previous") else "")
+                   + (f"; unknown key prior.{extra[0]}" if extra else ""), "prior")
+    out = {"mean": float(_number(p, "mean", lo=-10, hi=10, prefix="prior.")) if "mean" in p else 0.0,
+           "sd": float(_number(p, "sd", lo=0.05, hi=10, prefix="prior.")) if "sd" in p else 1.0}
+    if kind == "previous":
+        if estimator != "eap":
+            raise _bad(f"the previous-sitting prior needs the EAP estimator (a grid posterior); got estimator "
+                       f"{estimator!r}", "prior")
+        out["type"] = "previous"
+        out["drift_sd_per_week"] = float(_number(p, "drift_sd_per_week", lo=0, hi=5, prefix="prior.")
+                                         if "drift_sd_per_week" in p else PREVIOUS_PRIOR_DEFAULTS["drift_sd_per_week"])
+        out["mixture_weight"] = float(_number(p, "mixture_weight", lo=0, hi=1, lo_open=True, prefix="prior.")
+                                      if "mixture_weight" in p else PREVIOUS_PRIOR_DEFAULTS["mixture_weight"])
+        out["switch_at"] = float(_number(p, "switch_at", lo=0, hi=1, lo_open=True, prefix="prior.")
+                                 if "switch_at" in p else PREVIOUS_PRIOR_DEFAULTS["switch_at"])
+        out["confirm_below"] = float(_number(p, "confirm_below", lo=0, hi=1, prefix="prior.")
+                                     if "confirm_below" in p else PREVIOUS_PRIOR_DEFAULTS["confirm_below"])
+        if out["confirm_below"] >= out["switch_at"]:
+            raise _bad(f"prior.confirm_below ({out['confirm_below']}) must be below prior.switch_at "
+                       f"({out['switch_at']})", "prior")
+    return out
 
 
 @dataclass(frozen=True)
@@ -188,11 +230,7 @@ class Design:
             cc["confidence"] = _number(c, "confidence", lo=0.5, hi=0.9999, prefix="classification.") if "confidence" in c else 0.95
             out["classification"] = cc
         if "prior" in d:
-            p = d["prior"]
-            if not isinstance(p, dict) or set(p) - {"mean", "sd"}:
-                raise _bad("design key 'prior' must be an object {\"mean\": m, \"sd\": s}", "prior")
-            out["prior"] = {"mean": float(_number(p, "mean", lo=-10, hi=10, prefix="prior.")) if "mean" in p else 0.0,
-                            "sd": float(_number(p, "sd", lo=0.05, hi=10, prefix="prior.")) if "sd" in p else 1.0}
+            out["prior"] = _check_prior(d["prior"], out.get("estimator", "eap"))
         if "grid" in d:
             g = d["grid"]
             if not isinstance(g, dict) or set(g) - {"min", "max", "points"}:

@@ -23,12 +23,14 @@ import numpy as np
 
 from .bank import Item, ItemBank
 from .design import Design
+from .priors import PreviousSitting, change_probability, log_prior_for, mixture_parts, prior_report, uses_previous
 from .evidence import SCORED, score_status
 from .state import CatState
+from .stopping import code_of
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
 
-__all__ = ["CatSession", "Battery", "Step"]
+__all__ = ["CatSession", "Sitting", "Battery", "Step", "spawn_seeds"]
 
 
 class Step:
@@ -58,8 +60,16 @@ class Step:
         return f"Step(finished={self.finished}, next_item={nxt!r}, {est}, stop_reason={self.stop_reason!r})"
 
 
+_PRECISION_STOPS = frozenset(code_of(r) for r in ("se_target", "se_change", "classification"))
+
+
 def _new_seed() -> int:
     return secrets.randbits(63)
+
+
+def spawn_seeds(seed: int, n: int) -> list[int]:
+    """``n`` independent session seeds derived from a battery's master seed (numpy SeedSequence.spawn)."""
+    return [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
 class CatSession:
@@ -80,10 +90,14 @@ class CatSession:
         is always exact.
     exclude : sequence of str
         Item ids never to offer to this patient (added to the design's ``exclude_items``).
+    previous : PreviousSitting or dict ``{"theta", "se", "elapsed_days"}``, optional
+        The patient's last scored sitting on this bank. Used when the design's prior is
+        ``{"type": "previous", ...}`` (:mod:`cat_prom.priors`); otherwise recorded but not used.
+        Part of the serialised state, so replay is exact.
     """
 
     def __init__(self, bank: ItemBank, design: Design | Mapping | None = None, *, seed: int | None = None,
-                 exclude: Sequence[str] = ()):
+                 exclude: Sequence[str] = (), previous: PreviousSitting | Mapping | None = None):
         if not isinstance(design, Design):
             design = Design.from_dict(design)
         self.bank = bank
@@ -91,7 +105,15 @@ class CatSession:
         self.seed = int(seed) if seed is not None else _new_seed()
         self.exclude = tuple(exclude)
         self._rng = np.random.default_rng(self.seed)
-        self._state = state = CatState(bank, design, 1, exclude=self.exclude)
+        self.previous = PreviousSitting.from_value(previous)
+        lp0 = log_prior_for(design.grid_theta(), design.prior, self.previous)
+        #: the previous-sitting prior's parts, its change probability and when it gave way (None: never)
+        self._mix = mixture_parts(design.grid_theta(), design.prior, self.previous) if lp0 is not None else None
+        self.change_probability = 1.0 - design.prior["mixture_weight"] if lp0 is not None else None
+        self.switched_after: int | None = None
+        self._shifted = None  # sum of the prior shifts a joint battery applied (None: none)
+        self._state = state = CatState(bank, design, 1, exclude=self.exclude,
+                                       log_prior=None if lp0 is None else lp0[None, :])
         self._tables = state.tables
         self._status: dict[int, str] = {}
         self.log: list[dict] = []
@@ -141,6 +163,8 @@ class CatSession:
         x = state.row(0)  # what the stop rules read, as numbers
         self._read_estimate(x)
         code = state.rules.first(x)
+        if code in _PRECISION_STOPS and self._change_unresolved():
+            code = 0  # the previous-sitting prior's question is open: ask on (max_items still stops)
         if code:
             self._finish(code)
         else:
@@ -158,6 +182,11 @@ class CatSession:
     def current_item(self) -> Item | None:
         """The item being offered now; ``None`` once the session has finished."""
         return None if self._current < 0 else self.bank.items[self._current]
+
+    @property
+    def uses_previous_prior(self) -> bool:
+        """Whether this sitting's prior is the previous-sitting mixture (:mod:`cat_prom.priors`)."""
+        return uses_previous(self.design.prior, self.previous)
 
     @property
     def n_answered(self) -> int:
@@ -202,20 +231,67 @@ class CatSession:
 
     def answer(self, item_id: str, value: Any) -> Step:
         """Record the patient's response ``value`` to the offered item and move on."""
-        j = self._guard(item_id)
-        k = self.bank.category(j, value)  # raises ValueOutOfRangeError
-        self._state.answer(j, k)
-        self._status[j] = "answered"
-        self.log.append({"item_id": item_id, "value": value})
+        self._take(item_id, value)
         return self._after()
 
     def decline(self, item_id: str) -> Step:
         """Record that the patient declined the offered item; it is not asked again and counts as missing."""
-        j = self._guard(item_id)
-        self._state.decline(j)
-        self._status[j] = "declined"
-        self.log.append({"item_id": item_id, "declined": True})
+        self._take(item_id, None, declined=True)
         return self._after()
+
+    def _take(self, item_id: str, value: Any, declined: bool = False) -> None:
+        """Guard, record and apply an answer (or a decline) without deciding what comes next."""
+        j = self._guard(item_id)
+        if declined:
+            self._state.decline(j)
+            self._status[j] = "declined"
+            self.log.append({"item_id": item_id, "declined": True})
+            return
+        k = self.bank.category(j, value)  # raises ValueOutOfRangeError
+        self._state.answer(j, k)
+        self._status[j] = "answered"
+        self.log.append({"item_id": item_id, "value": value})
+        if self._mix is not None and self.switched_after is None:
+            self._check_change()
+        self._read_estimate()
+
+    def _change_unresolved(self) -> bool:
+        """Previous-sitting prior, not dropped, and the answers do not yet confirm the last sitting:
+        P(change) above ``confirm_below``. Precision stops wait (a sequential test of "as last time"
+        against "changed": it ends by confirming, or by switching to the population prior)."""
+        return (self._mix is not None and self.switched_after is None
+                and self.change_probability > self.design.prior["confirm_below"])
+
+    def _check_change(self) -> None:
+        """Previous-sitting prior: when the answers make a change more likely than ``switch_at``, drop the
+        previous component and go on under the population prior (:func:`cat_prom.priors.change_probability`)."""
+        log_mix, log_pop = self._mix
+        p = self.design.prior
+        own = self._state.lp[0] if self._shifted is None else self._state.lp[0] - self._shifted  # this domain's answers
+        self.change_probability = change_probability(own, log_mix, log_pop, p["mixture_weight"])
+        if self.change_probability > p["switch_at"]:
+            self._state.shift_log_prior(log_pop - log_mix)
+            self.switched_after = self._state.n_answered
+
+    def _shift_prior(self, delta) -> None:
+        """Replace the prior under the answers given (:meth:`CatState.shift_log_prior`); estimate re-read."""
+        self._state.shift_log_prior(delta)
+        self._shifted = delta if self._shifted is None else self._shifted + delta
+        self._read_estimate()
+
+    def _redecide(self) -> None:
+        """Stop or choose the next item again after the prior moved (the joint battery): before the first
+        answer by the start rule, after it by the stop rules and the selection rule."""
+        if self.finished:
+            return
+        if self._state.n_asked == 0:
+            code = self._state.start(self._rng).item(0)
+            if code:
+                self._finish(code)
+            else:
+                self._current = self._state.current.item(0)
+            return
+        self._after()
 
     def result(self) -> dict:
         """Scores and provenance of the sitting so far (final once ``finished``).
@@ -244,6 +320,8 @@ class CatSession:
             "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
             "estimator": self.design.estimator,
+            "prior": prior_report(self.design.prior, self.previous, change_probability=self.change_probability,
+                                  switched_after=self.switched_after),
             "flag": self.flag if scored else "",
             "n_answered": state.n_answered,
             "n_declined": state.n_asked - state.n_answered,
@@ -255,8 +333,8 @@ class CatSession:
         }
 
     def to_dict(self) -> dict:
-        """The session's complete state as plain JSON: bank, design, seed and response log."""
-        return {
+        """The session's complete state as plain JSON: bank, design, seed, previous sitting (when given) and response log."""
+        d = {
             "bank_id": self.bank.id,
             "bank_hash": self.bank.content_hash,
             "design": self.design.to_dict(),
@@ -264,6 +342,9 @@ class CatSession:
             "exclude": list(self.exclude),
             "log": [dict(e) for e in self.log],
         }
+        if self.previous is not None:  # the prior's input: replay rebuilds the same prior
+            d["previous"] = self.previous.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, bank: ItemBank, d: Mapping[str, Any], *, check_hash: bool = True) -> "CatSession":
@@ -273,7 +354,7 @@ class CatSession:
         if check_hash and d.get("bank_hash") and d["bank_hash"] != bank.content_hash:
             raise CatPromError(f"session was run on another version of bank {bank.id!r} "
                                f"({d['bank_hash']}, now {bank.content_hash}); it cannot be replayed exactly")
-        s = cls(bank, d.get("design"), seed=d["seed"], exclude=d.get("exclude", ()))
+        s = cls(bank, d.get("design"), seed=d["seed"], exclude=d.get("exclude", ()), previous=d.get("previous"))
         for e in d.get("log", ()):
             s.replay(e)
         return s
@@ -285,41 +366,31 @@ class CatSession:
         return self.answer(entry["item_id"], entry["value"])
 
 
-class Battery:
-    """Several banks in one sitting, each with its own design, reported per domain.
+class Sitting:
+    """What every multi-domain sitting shares (:class:`Battery`, :class:`~cat_prom.joint_battery.JointBattery`):
+    one :class:`CatSession` per domain built from a master seed, the domain now asking
+    (``domain_index``), and the guard that an answer is for the question on offer."""
 
-    Parameters
-    ----------
-    entries : sequence of (ItemBank, Design | dict | None)
-        The domains in the order they are administered.
-    seed : int, optional
-        Master seed; each domain's seed derives from it.
-    exclude : sequence of str
-        Item ids to exclude, in whichever bank they occur.
-    """
-
-    def __init__(self, entries: Sequence[tuple], *, seed: int | None = None, exclude: Sequence[str] = (),
-                 id: str | None = None):
+    def _make_sessions(self, entries: Sequence[tuple], seed: int | None, exclude: Sequence[str], id: str | None,
+                       previous: Mapping[str, Any] | None) -> None:
         if not entries:
             raise InvalidDesignError("a battery needs at least one bank", field="banks")
         self.id = id
         self.seed = int(seed) if seed is not None else _new_seed()
         self.exclude = tuple(exclude)
-        seeds = [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))
-                 for s in np.random.SeedSequence(self.seed).spawn(len(entries))]
         ids = [b.id for b, _ in entries]
         if len(set(ids)) != len(ids):
             raise InvalidDesignError(f"a bank appears twice in the battery: {ids}", field="banks")
+        previous = dict(previous or {})
+        unknown = sorted(set(previous) - set(ids))
+        if unknown:
+            raise InvalidDesignError(f"a previous sitting was given for bank {unknown[0]!r}, which is not in the "
+                                     f"battery ({', '.join(ids)})", field="previous")
         self.sessions: list[CatSession] = []
-        for (bank, design), sd in zip(entries, seeds):
+        for (bank, design), sd in zip(entries, spawn_seeds(self.seed, len(entries))):
             ex = [x for x in self.exclude if x in bank._index]
-            self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex))
+            self.sessions.append(CatSession(bank, design, seed=sd, exclude=ex, previous=previous.get(bank.id)))
         self.domain_index = 0
-        self._advance()
-
-    def _advance(self) -> None:
-        while self.domain_index < len(self.sessions) and self.sessions[self.domain_index].finished:
-            self.domain_index += 1
 
     @property
     def finished(self) -> bool:
@@ -357,6 +428,31 @@ class Battery:
                                               current_item=cur)
         return s
 
+
+class Battery(Sitting):
+    """Several banks in one sitting, each with its own design, reported per domain.
+
+    Parameters
+    ----------
+    entries : sequence of (ItemBank, Design | dict | None)
+        The domains in the order they are administered.
+    seed : int, optional
+        Master seed; each domain's seed derives from it.
+    exclude : sequence of str
+        Item ids to exclude, in whichever bank they occur.
+    previous : mapping bank id -> PreviousSitting or dict, optional
+        Each domain's last scored sitting (see :class:`CatSession`); domains left out have none.
+    """
+
+    def __init__(self, entries: Sequence[tuple], *, seed: int | None = None, exclude: Sequence[str] = (),
+                 id: str | None = None, previous: Mapping[str, Any] | None = None):
+        self._make_sessions(entries, seed, exclude, id, previous)
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.domain_index < len(self.sessions) and self.sessions[self.domain_index].finished:
+            self.domain_index += 1
+
     def answer(self, item_id: str, value: Any) -> Step:
         s = self._session_for(item_id)
         step = s.answer(item_id, value)
@@ -389,7 +485,8 @@ class Battery:
             if sd["bank_id"] not in banks:
                 raise CatPromError(f"bank {sd['bank_id']!r} of this battery is not loaded")
             entries.append((banks[sd["bank_id"]], sd.get("design")))
-        b = cls(entries, seed=d["seed"], exclude=d.get("exclude", ()), id=d.get("battery_id"))
+        previous = {sd["bank_id"]: sd["previous"] for sd in d["sessions"] if sd.get("previous") is not None}
+        b = cls(entries, seed=d["seed"], exclude=d.get("exclude", ()), id=d.get("battery_id"), previous=previous)
         for s, sd in zip(b.sessions, d["sessions"]):
             if sd.get("bank_hash") and sd["bank_hash"] != s.bank.content_hash:
                 raise CatPromError(f"battery was run on another version of bank {s.bank.id!r}; it cannot be replayed")

@@ -239,6 +239,18 @@ class CatState:
         """
         return self._select(rng, self.theta, first=False)
 
+    def shift_log_prior(self, delta: np.ndarray) -> None:
+        """Replace every row's prior, keeping its answers: add ``delta`` = log new prior - log old prior
+        ((Q,) or (S, Q)) to the log posteriors and re-estimate (EAP designs only). Before the first answer
+        the first item is then chosen at the new prior mean. Used by the joint (multidimensional) battery,
+        whose domains' priors move as the other domains are answered (:mod:`cat_prom.joint`)."""
+        if not self.eap:
+            raise InvalidDesignError("a prior can only be replaced under the EAP estimator", field="estimator")
+        self.lp += delta
+        self.W, self.theta, self.se = grid.eap(self.lp, self.grid_theta, moments=self._moments)
+        if self.n_asked == 0:
+            self.start_theta = self.theta.copy()
+
     def compact(self, keep: np.ndarray) -> None:
         """Keep only the rows where ``keep`` (bool (S,)) is true."""
         for name in ("index", "lp", "W", "theta", "se", "se_prev", "start_theta", "first_healthy", "pen", "n_eligible",

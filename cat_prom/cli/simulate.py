@@ -18,8 +18,21 @@ def register(subparsers) -> None:
                     "(the layout `score` reads: id,<item ids>, the bank's response values), each simulee answering "
                     "as recorded. DIR gets simulees.csv (id,theta,se,n_items,items,stop_reason[,true_theta]"
                     "[,full_bank_theta]), summary.json, report.html and PNG plots. With --rules: alert rates over a simulated "
-                    "cohort (below).")
-    p.add_argument("--bank", required=True, metavar="BANK.json")
+                    "cohort (below). With --battery: a battery over a longitudinal cohort (below).")
+    p.add_argument("--bank", metavar="BANK.json", help="the bank to simulate (or --battery)")
+    p.add_argument("--battery", metavar="BATTERY.json",
+                   help="simulate a battery over a longitudinal cohort instead (--n simulees, --sittings each), "
+                        "comparing --designs; DIR gets longitudinal.md and summary.json")
+    g = p.add_argument_group("battery / longitudinal options")
+    g.add_argument("--banks-dir", metavar="DIR", help="folder of the battery's bank files (default: the folder "
+                                                      "above the battery file's)")
+    g.add_argument("--interval-days", type=float, default=14.0, metavar="D", help="days between sittings (14)")
+    g.add_argument("--designs", default="today,previous,joint,both",
+                   help="designs to compare: today, previous (+previous-sitting prior), joint (+joint scoring), both")
+    g.add_argument("--min-items", type=int, metavar="N",
+                   help="min_items of every domain in the designs other than today (default: the battery's)")
+    g.add_argument("--prior", metavar="JSON", help="previous-sitting prior parameters, e.g. "
+                                                  "'{\"mixture_weight\": 0.8, \"drift_sd_per_week\": 0.1}'")
     p.add_argument("--design", metavar="DESIGN.json", help="CAT design (default: the PROMIS default design)")
     p.add_argument("--n", type=int, metavar="N", help="Monte Carlo: number of simulees")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (same seed, same result)")
@@ -157,6 +170,11 @@ def run(args) -> int:
     import numpy as np
 
     from ..simulation import simulate
+    if (args.bank is None) == (args.battery is None):
+        raise InvalidDataError("give --bank BANK.json (one bank) or --battery BATTERY.json (a longitudinal cohort)")
+    if args.battery is not None:
+        from .simulate_battery import run_battery
+        return run_battery(args)
     bank = load_bank(args.bank)
     design = read_design(args.design)
     _check(args)

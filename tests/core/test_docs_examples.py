@@ -27,6 +27,14 @@ def test_every_design_example_is_valid():
         Design.from_dict(json.loads(block))
 
 
+def test_battery_examples_in_design_doc_are_valid():
+    from cat_prom.battery_file import battery_from_dict
+    blocks = _blocks("design.md", "json-battery")
+    assert blocks
+    for block in blocks:
+        battery_from_dict(json.loads(block))
+
+
 def test_design_doc_covers_every_key():
     with open(os.path.join(DOCS, "design.md"), encoding="utf-8") as fh:
         text = fh.read()
