@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 
 from .config import load_config
+from .pages import FORM_BLUEPRINTS
 from .db import Database
 from .problems import Problem, register as register_problems
 from .registry import Registry
@@ -102,13 +103,15 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["cat_prom"] = ext
 
     from .smorest import Api
-    from .routes import banks, health, keys, patients, reference, sessions, simulations
+    from . import pages
+    from .routes import banks, health, keys, links, patients, reference, sessions, simulations
 
     api = Api(app)
     register_problems(app)
-    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, keys.blp, simulations.blp):
+    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, links.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
+    pages.register(app)
     _install_hooks(app)
     return app
 
@@ -119,7 +122,8 @@ def _install_hooks(app: Flask) -> None:
         g.t0 = time.perf_counter()
         rid = request.headers.get("X-Request-ID", "")
         g.request_id = rid if _RID_RE.match(rid) else uuid.uuid4().hex
-        if request.method in _BODY_METHODS and request.routing_exception is None:
+        if (request.method in _BODY_METHODS and request.routing_exception is None
+                and request.blueprint not in FORM_BLUEPRINTS):  # pages post HTML forms, not JSON
             _parse_body()
 
     @app.after_request

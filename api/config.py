@@ -19,6 +19,11 @@ takes the same keys (without the prefix or with it) to override them in tests.
 ``CAT_PROM_KEY_CACHE_TTL``     seconds a verified API key is cached in a worker. Default 2
 ``CAT_PROM_MAX_BODY_BYTES``    largest request body accepted. Default 65536
 ``CAT_PROM_LOG_LEVEL``         logging level. Default ``INFO``
+``CAT_PROM_COOKIE_SECURE``     mark the pages' cookies ``Secure`` (sent over HTTPS only). Default 1; set 0 only
+                               for local development over plain HTTP
+``CAT_PROM_WEB_SESSION_TTL``   seconds a clinician's browser sign-in lasts. Default 28800 (8 hours)
+``CAT_PROM_FORM_SECRET``       key that signs the pages' CSRF tokens; the same in every worker and host. Default:
+                               derived from ``CAT_PROM_SECRET_KEY``, else a random key kept in the instance folder
 =============================  ==========================================================
 """
 from __future__ import annotations
@@ -43,6 +48,9 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "PG_SYNCHRONOUS_COMMIT": (None, str),
     "MAX_BODY_BYTES": (65536, int),
     "LOG_LEVEL": ("INFO", str),
+    "COOKIE_SECURE": (True, lambda v: str(v).strip().lower() not in ("0", "false", "no", "off", "")),
+    "WEB_SESSION_TTL": (8 * 3600, int),
+    "FORM_SECRET": (None, str),
 }
 
 

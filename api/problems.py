@@ -32,6 +32,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "bank-not-found": (404, "Item bank not found"),
     "battery-not-found": (404, "Battery not found"),
     "key-not-found": (404, "API key not found"),
+    "link-not-found": (404, "Patient link not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
     "conflict": (409, "Conflict"),

@@ -102,7 +102,13 @@ def test_concurrent_migrations_on_one_sqlite_file(tmp_path):
     import sqlalchemy as sa
     db = Database(url)
     with db.read() as c:
-        assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        from alembic.script import ScriptDirectory
+        from api.db import MIGRATIONS_DIR
+        from alembic.config import Config
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
         assert c.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
     db.dispose()
 
