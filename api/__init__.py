@@ -1,7 +1,7 @@
 """cat-prom's HTTP service: a thin Flask app over the CAT engine.
 
 ``create_app(config=None)`` builds the app: configuration from the environment
-(:mod:`api.config`), storage (:mod:`api.db`, migrated at start), the banks
+(:mod:`api.config`), storage (:mod:`api.store`, migrated at start), the banks
 (:mod:`api.registry`), one blueprint per resource, RFC 9457 errors
 (:mod:`api.problems`) and the OpenAPI document at ``/v1/openapi.json``.
 """
@@ -17,16 +17,21 @@ from dataclasses import dataclass
 
 from flask import Flask, g, request
 
+from cat_prom import __version__
+from cat_prom.errors import InvalidDataError
+from cat_prom.jsonfile import parse_json
+
 from .config import load_config
 from .pages import FORM_BLUEPRINTS
-from .db import Database
 from .problems import Problem, register as register_problems
 from .registry import Registry
+from .clinical import ClinicalService
 from .service import SessionService
+from .store import SessionStore
 
 __all__ = ["create_app"]
 
-API_VERSION = "1.0.0"
+API_VERSION = __version__  # /v1/openapi.json and /v1/docs show the package version
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 log = logging.getLogger("cat_prom.api")
@@ -35,9 +40,10 @@ access_log = logging.getLogger("cat_prom.api.access")
 
 @dataclass
 class Extension:
-    db: Database
+    store: SessionStore
     registry: Registry
     sessions: SessionService
+    clinical: ClinicalService
 
 
 class _RequestIdFilter(logging.Filter):
@@ -92,23 +98,27 @@ def create_app(config: dict | None = None) -> Flask:
     except OSError:  # pragma: no cover - read-only install; the DB URL must then point elsewhere
         pass
 
-    db = Database(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
+    store = SessionStore(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
                   sqlite_synchronous=settings["CAT_PROM_SQLITE_SYNCHRONOUS"],
                   pg_synchronous_commit=settings["CAT_PROM_PG_SYNCHRONOUS_COMMIT"])
     if settings["CAT_PROM_AUTO_MIGRATE"]:
-        db.migrate()
+        store.migrate()
     registry = Registry.load(settings["CAT_PROM_BANKS_DIR"])
-    ext = Extension(db=db, registry=registry,
-                    sessions=SessionService(db, registry, settings["CAT_PROM_SESSION_TTL"]))
+    clinical = ClinicalService(store, registry)
+    ext = Extension(store=store, registry=registry,
+                    sessions=SessionService(store, registry, settings["CAT_PROM_SESSION_TTL"], clinical=clinical),
+                    clinical=clinical)
     app.extensions["cat_prom"] = ext
 
     from .smorest import Api
     from . import pages
-    from .routes import banks, health, keys, links, patients, reference, sessions, simulations
+    from .routes import alerts, banks, goals, health, keys, links, patients, reference, sessions, settings as settings_routes
+    from .routes import simulations, webhooks
 
     api = Api(app)
     register_problems(app)
-    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, links.blp, keys.blp, simulations.blp):
+    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, links.blp, goals.blp, alerts.blp, settings_routes.blp,
+                webhooks.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
     pages.register(app)
@@ -137,10 +147,6 @@ def _install_hooks(app: Flask) -> None:
         return resp
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_body() -> None:
     """Parse a JSON body strictly once; anything else is 400/413/415 before a view runs."""
     length = request.content_length
@@ -160,13 +166,9 @@ def _parse_body() -> None:
     if not data.strip():
         raise Problem("malformed-json", "The request body is empty; send a JSON object.")
     try:
-        g.json_body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError) as e:
-        detail = "The request body is not valid JSON"
-        if isinstance(e, json.JSONDecodeError):
-            detail += f": {e.msg} at line {e.lineno} column {e.colno}"
-        elif isinstance(e, RecursionError):
-            detail += ": nested too deeply"
-        elif isinstance(e, UnicodeDecodeError):
-            detail += ": not UTF-8"
-        raise Problem("malformed-json", detail + ".") from None
+        # The engine's strict reader: duplicate keys, NaN/Infinity, overlong numbers, deep nesting,
+        # NUL characters and non-UTF-8 text are all refused, with the position.
+        g.json_body = parse_json(data, source="request body", error=InvalidDataError)
+    except InvalidDataError as e:
+        raise Problem("malformed-json", "The request body is not accepted: " + e.message.removeprefix("request body: "),
+                      **({"fields": {"field": e.fields["field"]}} if "field" in e.fields else {})) from None

@@ -15,17 +15,21 @@ import sys
 
 ROLES = ("patient-app", "clinician", "researcher", "admin")
 #: The commands this module adds, with their one-line help (a literal: `cat-prom --help` reads it statically).
-COMMANDS = {"serve": "run the HTTP API under gunicorn", "keys": "manage API keys"}
+COMMANDS = {"serve": "run the HTTP API under gunicorn", "keys": "manage API keys",
+            "worker": "deliver alert webhooks from the outbox"}
 
 
 def add_subcommands(subparsers) -> None:
-    """Add ``serve`` and ``keys`` to an argparse ``subparsers`` object; each sets ``func``."""
+    """Add ``serve``, ``keys`` and ``worker`` to an argparse ``subparsers`` object; each sets ``func``."""
     p = subparsers.add_parser("serve", help=COMMANDS["serve"],
                               description="Run the cat-prom HTTP API (gunicorn; Flask's debug server with --debug). "
                                           "On first start with no API keys, creates an admin and a patient-app key "
                                           "for tenant 'default' and prints them once.")
-    p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")))
+    p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"),
+                   help="address to listen on (default: $CAT_PROM_HOST, else 127.0.0.1: this machine only; "
+                        "0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("CAT_PROM_PORT", "8000")),
+                   help="TCP port to listen on (default: $CAT_PROM_PORT, else 8000)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="gunicorn worker processes (default: one per CPU)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "2")), metavar="N",
@@ -37,8 +41,8 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--keepalive", type=int, default=int(os.environ.get("CAT_PROM_KEEPALIVE", "30")), metavar="SECONDS",
                    help="seconds an idle keep-alive connection is kept open (gthread; default 30)")
     p.add_argument("--debug", action="store_true", help="Flask's debug server (development only)")
-    p.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
-    p.add_argument("--banks-dir", help="sets CAT_PROM_BANKS_DIR")
+    p.add_argument("--database-url", metavar="URL", help="sets CAT_PROM_DATABASE_URL")
+    p.add_argument("--banks-dir", metavar="DIR", help="sets CAT_PROM_BANKS_DIR")
     p.add_argument("--no-bootstrap-keys", action="store_true",
                    help="do not create first keys when the key table is empty")
     p.set_defaults(func=run_serve)
@@ -62,6 +66,28 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--json", action="store_true", help="print JSON")
     r.set_defaults(func=run_keys)
 
+    w = subparsers.add_parser("worker", help=COMMANDS["worker"],
+                              description="Deliver alert events from the outbox to the tenants' webhook endpoints "
+                                          "(signed POSTs, retries with exponential backoff, a delivery log). Several "
+                                          "workers may share one PostgreSQL database; run one with SQLite.")
+    w.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
+    w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    w.add_argument("--batch", type=int, default=10, metavar="N", help="rows claimed per round (default 10)")
+    w.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                   help="pause when nothing is due (default 1)")
+    w.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="HTTP timeout per delivery (default 10)")
+    w.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
+                   help="how long a claimed row is reserved; after a worker crash its rows are retried once "
+                        "the lease ends (default 60; must exceed --timeout)")
+    w.add_argument("--max-attempts", type=int, default=10, metavar="N",
+                   help="attempts before a delivery is marked failed (default 10)")
+    w.add_argument("--backoff", type=float, default=5.0, metavar="SECONDS",
+                   help="first retry delay, doubled per attempt (default 5)")
+    w.add_argument("--backoff-max", type=float, default=3600.0, metavar="SECONDS",
+                   help="longest retry delay (default 3600)")
+    w.set_defaults(func=run_worker)
+
 
 def handle(args) -> int:
     """Dispatch parsed arguments (for callers that do not use ``args.func``)."""
@@ -79,8 +105,8 @@ def _settings() -> dict:
 
 
 def _database(settings: dict):
-    from .db import Database
-    db = Database(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
+    from .store import SessionStore
+    db = SessionStore(settings["CAT_PROM_DATABASE_URL"], schema=settings["CAT_PROM_DATABASE_SCHEMA"],
                   sqlite_synchronous=settings["CAT_PROM_SQLITE_SYNCHRONOUS"],
                   pg_synchronous_commit=settings["CAT_PROM_PG_SYNCHRONOUS_COMMIT"])
     db.migrate()
@@ -152,6 +178,31 @@ def run_keys(args) -> int:
     finally:
         db.dispose()
     return 2  # pragma: no cover
+
+
+# ---------------------------------------------------------------------- worker
+def run_worker(args) -> int:
+    import logging
+
+    from .worker import Worker, WorkerConfig
+    _apply_env(args)
+    settings = _settings()
+    if args.timeout >= args.lease:
+        print("cat-prom worker: --lease must be longer than --timeout", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings["CAT_PROM_LOG_LEVEL"].upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db = _database(settings)
+    try:
+        w = Worker(db, WorkerConfig(batch=args.batch, poll_s=args.poll, lease_s=args.lease, timeout_s=args.timeout,
+                                    max_attempts=args.max_attempts, backoff_base_s=args.backoff,
+                                    backoff_max_s=args.backoff_max))
+        w.install_signal_handlers()
+        print(f"cat-prom worker {w.name}: delivering the outbox", flush=True)
+        w.run(once=args.once)
+    finally:
+        db.dispose()
+    return 0
 
 
 # ----------------------------------------------------------------------- serve

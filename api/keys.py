@@ -17,10 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from flask import current_app, g, request
 
-from .db import Database, api_keys, as_utc, utcnow
+from .store import KeyRecord, SessionStore, utcnow
 from .problems import Problem
 
 ROLES = ("patient-app", "clinician", "researcher", "admin")
@@ -50,59 +49,42 @@ def validate_tenant(tenant: str) -> str:
     return tenant
 
 
-def create_key(db: Database, *, role: str, name: str, tenant: str = "default", pepper: str | None = None) -> dict:
-    """Create a key; returns its row plus ``key`` (the only time the secret is available)."""
+def create_key(store: SessionStore, *, role: str, name: str, tenant: str = "default",
+               pepper: str | None = None) -> dict:
+    """Create a key; returns its public fields plus ``key`` (the only time the secret is available)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
     validate_tenant(tenant)
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise ValueError("name must be 1-200 characters")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = {"id": "key_" + secrets.token_hex(8), "tenant": tenant, "name": name.strip(), "role": role,
-           "key_hash": hash_key(secret, pepper), "created_at": utcnow(), "revoked_at": None}
-    with db.write() as conn:
-        conn.execute(api_keys.insert().values(**row))
-    out = _public(row)
+    rec = KeyRecord(id="key_" + secrets.token_hex(8), tenant=tenant, name=name.strip(), role=role,
+                    key_hash=hash_key(secret, pepper), created_at=utcnow(), revoked_at=None)
+    store.insert_key(rec)
+    out = _public(rec)
     out["key"] = secret
     return out
 
 
-def list_keys(db: Database, tenant: str | None = None, include_revoked: bool = True) -> list[dict]:
-    q = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
-    if tenant is not None:
-        q = q.where(api_keys.c.tenant == tenant)
-    if not include_revoked:
-        q = q.where(api_keys.c.revoked_at.is_(None))
-    with db.read() as conn:
-        return [_public(r._mapping) for r in conn.execute(q)]
+def list_keys(store: SessionStore, tenant: str | None = None, include_revoked: bool = True) -> list[dict]:
+    return [_public(r) for r in store.list_keys(tenant, include_revoked)]
 
 
-def revoke_key(db: Database, key_id: str, tenant: str | None = None) -> dict | None:
+def revoke_key(store: SessionStore, key_id: str, tenant: str | None = None) -> dict | None:
     """Revoke a key (idempotent). Returns the key, or None when there is no such key (in the tenant)."""
-    cond = api_keys.c.id == key_id
-    if tenant is not None:
-        cond = sa.and_(cond, api_keys.c.tenant == tenant)
-    with db.write() as conn:
-        row = conn.execute(sa.select(api_keys).where(cond)).first()
-        if row is None:
-            return None
-        if row.revoked_at is None:
-            conn.execute(api_keys.update().where(cond).values(revoked_at=utcnow()))
-        row = conn.execute(sa.select(api_keys).where(cond)).first()
+    rec = store.revoke_key(key_id, tenant, utcnow())
     _CACHE.clear()
-    return _public(row._mapping)
+    return None if rec is None else _public(rec)
 
 
-def count_active_keys(db: Database) -> int:
-    with db.read() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(api_keys)
-                            .where(api_keys.c.revoked_at.is_(None))).scalar_one()
+def count_active_keys(store: SessionStore) -> int:
+    return store.count_active_keys()
 
 
-def _public(row) -> dict:
-    return {"id": row["id"], "tenant": row["tenant"], "name": row["name"], "role": row["role"],
-            "created_at": as_utc(row["created_at"]).isoformat(),
-            "revoked_at": as_utc(row["revoked_at"]).isoformat() if row["revoked_at"] else None}
+def _public(rec: KeyRecord) -> dict:
+    return {"id": rec.id, "tenant": rec.tenant, "name": rec.name, "role": rec.role,
+            "created_at": rec.created_at.isoformat(),
+            "revoked_at": rec.revoked_at.isoformat() if rec.revoked_at else None}
 
 
 # ------------------------------------------------------------------ request guard
@@ -157,9 +139,7 @@ def verify_key(token: str) -> Principal | None:
     ttl = cfg.get("CAT_PROM_KEY_CACHE_TTL", 2.0)
     p = _CACHE.get(h, ttl) if ttl > 0 else None
     if p is None:
-        db: Database = current_app.extensions["cat_prom"].db
-        with db.read(snapshot=False) as conn:
-            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == h)).first()
+        row = current_app.extensions["cat_prom"].store.key_by_hash(h)
         if row is None or row.revoked_at is not None:
             return None
         p = Principal(row.id, row.tenant, row.role, row.name)

@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from cat_prom import errors as engine_errors
+from cat_prom.jsonable import jsonable
 
 log = logging.getLogger("cat_prom.api")
 
@@ -33,6 +34,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "battery-not-found": (404, "Battery not found"),
     "key-not-found": (404, "API key not found"),
     "link-not-found": (404, "Patient link not found"),
+    "alert-not-found": (404, "Alert not found"),
+    "webhook-not-found": (404, "Webhook endpoint not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
     "conflict": (409, "Conflict"),
@@ -44,6 +47,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "session-finished": (409, "Session finished"),
     "bank-changed": (409, "Item bank changed since the session started"),
     "own-key": (409, "A key cannot revoke itself"),
+    "alert-acknowledged": (409, "Alert already acknowledged"),
     "session-abandoned": (409, "Session abandoned"),
     "session-expired": (410, "Session expired"),
     "payload-too-large": (413, "Request body too large"),
@@ -55,6 +59,12 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unknown-item": (422, "Unknown item"),
     "invalid-response": (422, "Invalid response"),
     "invalid-design": (422, "Invalid design"),
+    "invalid-bank": (422, "Invalid item bank"),
+    "invalid-battery": (422, "Invalid battery"),
+    "invalid-data": (422, "Invalid data"),
+    "calibration-error": (422, "Calibration not possible on these data"),
+    "engine-error": (422, "The engine could not process this request"),
+    "no-acceptable-level": (422, "No acceptable level to stop at"),
     "too-many-requests": (429, "Too many requests"),
     "internal-error": (500, "Internal server error"),
     "service-unavailable": (503, "Service unavailable"),
@@ -109,8 +119,11 @@ def problem_response(code: str, detail: str, *, status: int | None = None, error
     return resp
 
 
-#: engine error code -> (problem code, status)
-_ENGINE = {
+#: The ONE mapping from an engine error's ``CatPromError.code`` to a problem code (a key of
+#: PROBLEMS). Every code in cat_prom/errors.py is here on purpose (tests/api/test_errors.py checks):
+#: answer errors are the client's (409/422); a bank, battery, data or calibration error reaching a
+#: request is about the service's own files or a request's data, named as such, never as an answer.
+ENGINE_PROBLEMS: dict[str, str] = {
     "value-out-of-range": "value-out-of-range",
     "unknown-item": "unknown-item",
     "item-not-offered": "item-not-offered",
@@ -118,15 +131,29 @@ _ENGINE = {
     "session-finished": "session-finished",
     "invalid-response": "invalid-response",
     "invalid-design": "invalid-design",
+    "invalid-bank": "invalid-bank",
+    "invalid-battery": "invalid-battery",
+    "invalid-data": "invalid-data",
+    "calibration-error": "calibration-error",
+    "cat-prom-error": "engine-error",
+    "design-needs-goal": "no-acceptable-level",
+    "invalid-goal": "validation-error",
+    "invalid-rules": "validation-error",
 }
 
 
-def _jsonable(fields: dict) -> dict:
+def engine_problem(e: engine_errors.CatPromError) -> Problem:
+    """The problem for an engine error (its ``code`` through :data:`ENGINE_PROBLEMS`)."""
+    extra = {"fields": _fields(e.fields)} if e.fields else {}
+    return Problem(ENGINE_PROBLEMS.get(e.code, "engine-error"), e.message, **extra)
+
+
+def _fields(fields: dict) -> dict:
     out = {}
     for k, v in fields.items():
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[k] = v
-        else:
+        try:
+            out[k] = jsonable(v)
+        except TypeError:  # an object the engine put in for context: its text
             out[k] = str(v)
     return out
 
@@ -148,9 +175,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(engine_errors.CatPromError)
     def _engine(e: engine_errors.CatPromError):
-        code = _ENGINE.get(e.code, "invalid-response")
-        extra = {"fields": _jsonable(e.fields)} if e.fields else None
-        return problem_response(code, e.message, extra=extra)
+        return _problem(engine_problem(e))
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):

@@ -1,6 +1,7 @@
 """Marshmallow schemas at the edge: request validation and the OpenAPI document."""
 from __future__ import annotations
 
+import datetime as dt
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -21,17 +22,13 @@ class FullMatch(validate.Regexp):
 
 
 class JsonInteger(fields.Integer):
-    """An integer in a JSON body: a JSON number with no fractional part (``3`` or ``3.0``). Unlike
-    ``fields.Integer`` it refuses ``2.5`` (which marshmallow would truncate to 2), numeric strings
-    (``"5"``) and booleans."""
+    """An integer in a JSON body: a JSON number written without a fraction or exponent (``3``).
+    Unlike ``fields.Integer`` it refuses ``2.5`` (which marshmallow would truncate to 2), ``2.0``
+    (documented as an integer, so sent as one), numeric strings (``"5"``) and booleans."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, int):
             raise self.make_error("invalid")
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise self.make_error("invalid")
-            value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -51,7 +48,8 @@ class Strict(ma.Schema):
 
 
 class ResponseValue(fields.Field):
-    """A response value as the bank defines it: an integer or a short string (never a boolean)."""
+    """A response value as the bank defines it: an integer (``3``, not ``3.0``) or a short string (never a
+    boolean)."""
 
     default_error_messages = {"invalid": "Must be an integer or a string of at most 200 characters."}
 
@@ -62,8 +60,6 @@ class ResponseValue(fields.Field):
             if abs(value) > 2**53:
                 raise self.make_error("invalid")
             return value
-        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-            return int(value)
         if isinstance(value, str) and len(value) <= 200:
             return value
         raise self.make_error("invalid")
@@ -167,10 +163,14 @@ class DomainResultSchema(ma.Schema):
     finished = fields.Boolean()
     estimator = fields.String()
     flag = fields.String()
-    theta = fields.Float(allow_nan=False)
-    se = fields.Float()
-    t_score = fields.Float()
-    t_se = fields.Float()
+    status = fields.String(metadata={"description": "`scored`, or `not_scored` when the patient answered nothing "
+                                                    "in this domain: then theta, se, t_score, t_se and band are null."})
+    status_reason = fields.String(allow_none=True, metadata={
+        "description": "Why not scored: `no_answers`, `all_declined` or `no_eligible_items`; null when scored."})
+    theta = fields.Float(allow_nan=False, allow_none=True)
+    se = fields.Float(allow_none=True)
+    t_score = fields.Float(allow_none=True)
+    t_se = fields.Float(allow_none=True)
     band = fields.String(allow_none=True)
     stop_reason = fields.String(allow_none=True, metadata={"description": "Which stop rule fired."})
     stop_detail = fields.String(allow_none=True)
@@ -219,6 +219,43 @@ class BankListSchema(ma.Schema):
 class PatientResultsQuerySchema(Strict):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10**9))
+    from_ = fields.AwareDateTime(data_key="from", default_timezone=dt.timezone.utc, metadata={
+        "description": "Only sittings finished at or after this time (ISO 8601; UTC if no offset)."})
+    to = fields.AwareDateTime(default_timezone=dt.timezone.utc, metadata={
+        "description": "Only sittings finished at or before this time."})
+
+
+class ChangeSchema(ma.Schema):
+    from_session_id = fields.String(metadata={"description": "The sitting compared with."})
+    from_finished_at = fields.String()
+    t_from = fields.Float()
+    t_to = fields.Float()
+    delta_t = fields.Float(metadata={"description": "T now minus T then."})
+    se_delta = fields.Float(metadata={"description": "SE of the change: sqrt(SE_then² + SE_now²)."})
+    rci = fields.Float(allow_none=True, metadata={"description": "Reliable change index delta_t / se_delta."})
+    reliable = fields.Boolean(metadata={"description": "|delta_t| > 1.96 se_delta (Jacobson & Truax 1991)."})
+    reaches_mid = fields.Boolean(metadata={"description": "|delta_t| >= the domain's MID."})
+    direction = fields.String(metadata={"description": "`worse`, `better` or `none`, by the bank's direction."})
+    mid = fields.Float(metadata={"description": "The MID used, T points."})
+
+
+class DomainChangeSchema(ma.Schema):
+    previous = fields.Nested(ChangeSchema, allow_none=True, metadata={"description": "Against the previous scored sitting."})
+    baseline = fields.Nested(ChangeSchema, allow_none=True, metadata={
+        "description": "Against the baseline: the sitting a clinician marked, else the first scored one."})
+    mid_t = fields.Float()
+
+
+class DomainGoalSchema(ma.Schema):
+    t_score = fields.Float(metadata={"description": "The patient's acceptable level now."})
+    source = fields.String(metadata={"description": "`patient` or `clinic_default`"})
+
+
+class AnnotatedDomainResultSchema(DomainResultSchema):
+    change = fields.Nested(DomainChangeSchema, allow_none=True, metadata={"description": "null when not scored."})
+    goal = fields.Nested(DomainGoalSchema, allow_none=True)
+    alerts = fields.List(fields.Dict(), metadata={
+        "description": "Alerts this sitting opened or confirmed in this domain (GET /v1/alerts/{id})."})
 
 
 class PatientResultSchema(ma.Schema):
@@ -227,7 +264,7 @@ class PatientResultSchema(ma.Schema):
     banks = fields.List(fields.String())
     created_at = fields.String()
     finished_at = fields.String()
-    results = fields.List(fields.Nested(DomainResultSchema))
+    results = fields.List(fields.Nested(AnnotatedDomainResultSchema))
 
 
 class PatientResultsSchema(ma.Schema):
@@ -256,6 +293,37 @@ class SimulationSchema(Strict):
     n = JsonInteger(load_default=500, validate=validate.Range(min=1, max=2000),
                     metadata={"description": "Number of simulees, true θ drawn from the design's prior."})
     seed = JsonInteger(validate=validate.Range(min=0, max=2**63 - 1))
+
+
+class SimulationResultSchema(ma.Schema):
+    """``cat_prom.simulation`` summary (see docs/simulation.md)."""
+
+    mode = fields.String()
+    n = fields.Integer()
+    bank_id = fields.String()
+    bank_n_items = fields.Integer()
+    design = fields.Dict()
+    seed = fields.Integer(allow_none=True)
+    reference = fields.String(allow_none=True)
+    bias = fields.Float(allow_none=True)
+    rmse = fields.Float(allow_none=True)
+    mean_abs_error = fields.Float(allow_none=True)
+    correlation = fields.Float(allow_none=True)
+    test_length = fields.Dict()
+    se = fields.Dict()
+    by_theta_band = fields.List(fields.Dict())
+    exposure = fields.Dict()
+    stop_reasons = fields.Dict()
+    elapsed_s = fields.Float()
+    cats_per_second = fields.Float(allow_none=True)
+
+
+class ReadySchema(ma.Schema):
+    status = fields.String(metadata={"description": "ready | not ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "database, banks, engine: `ok` or what is wrong"})
+    bank_errors = fields.List(fields.String(), metadata={
+        "description": "Bank or battery files that failed validation and were skipped (only when there are some)."})
 
 
 class ProblemSchema(ma.Schema):

@@ -316,7 +316,7 @@ def banks_folder(arg, bank_ids):
 
 def prepare_db(kind, pg_url, tmpdir):
     from api import keys as keys_mod
-    from api.db import Database
+    from api.store import SessionStore as Database
     if kind == "sqlite":
         url, schema = f"sqlite:///{tmpdir}/bench.sqlite", None
     else:

@@ -24,6 +24,8 @@ Keys (see ``docs/design.md`` for the full reference):
 ``classification``
     ``null`` or ``{"threshold_t": 60, "confidence": 0.95}`` (or ``"threshold"`` on
     the θ metric): stop once the confidence interval for θ lies wholly on one side.
+    ``"threshold_t": "goal"`` stands for the patient's acceptable T-score; such a design
+    must be resolved for a patient (:func:`resolve_design`) before it runs.
 ``screen_stop``
     ``false``; stop after the first answer if it is the healthiest option.
 ``prior``
@@ -49,9 +51,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import grid
-from .errors import InvalidDesignError
+from .errors import InvalidDesignError, UnresolvedGoalError
 
-__all__ = ["Design", "ESTIMATORS", "SELECTIONS", "STARTS", "EXPOSURE_METHODS", "PROMIS_DEFAULT"]
+__all__ = ["Design", "ESTIMATORS", "SELECTIONS", "STARTS", "EXPOSURE_METHODS", "PROMIS_DEFAULT", "GOAL",
+           "resolve_design"]
 
 ESTIMATORS = ("eap", "map", "ml", "wle")
 SELECTIONS = ("mfi", "mpwi", "kl", "mepv", "random")
@@ -59,6 +62,8 @@ STARTS = ("auto", "bank", "max_info")
 EXPOSURE_METHODS = ("none", "randomesque", "sympson_hetter")
 
 
+#: the ``classification.threshold_t`` placeholder for the patient's acceptable T-score
+GOAL = "goal"
 _CACHE: dict = {}  # canonical JSON of a design document -> Design (designs are immutable)
 _CACHE_SIZE = 512
 
@@ -174,7 +179,12 @@ class Design:
                 raise _bad("classification needs exactly one of 'threshold' (θ metric) or 'threshold_t' (T-score metric)",
                            "classification")
             key = "threshold" if "threshold" in c else "threshold_t"
-            cc = {key: _number(c, key, prefix="classification.")}
+            if c[key] == GOAL:
+                if key != "threshold_t":
+                    raise _bad("the patient's goal is a T-score: write \"threshold_t\": \"goal\"", "classification")
+                cc = {key: GOAL}
+            else:
+                cc = {key: _number(c, key, prefix="classification.")}
             cc["confidence"] = _number(c, "confidence", lo=0.5, hi=0.9999, prefix="classification.") if "confidence" in c else 0.95
             out["classification"] = cc
         if "prior" in d:
@@ -248,6 +258,11 @@ class Design:
         d.update(overrides)
         return Design.from_dict(d)
 
+    @property
+    def needs_goal(self) -> bool:
+        """Whether the classification threshold is the patient's goal, still to be resolved (:func:`resolve_design`)."""
+        return self.classification is not None and self.classification.get("threshold_t") == GOAL
+
     def grid_theta(self) -> np.ndarray:
         """The quadrature nodes, shape (points,): :func:`cat_prom.grid.nodes` (read-only, shared)."""
         theta = self.__dict__.get("_grid_theta")
@@ -262,3 +277,40 @@ class Design:
 
 
 PROMIS_DEFAULT = Design()
+
+
+def resolve_design(design: Design | Mapping | None, acceptable_t: float | None) -> Design:
+    """The design with a ``"threshold_t": "goal"`` classification stop set to the patient's acceptable T.
+
+    Parameters
+    ----------
+    design : Design, dict or None
+    acceptable_t : float or None
+        The patient's acceptable T-score on the bank the design runs on (their agreed goal, or
+        the clinic's default).
+
+    Returns
+    -------
+    Design
+        A concrete design (the same one when it does not use the goal).
+
+    Raises
+    ------
+    UnresolvedGoalError
+        The design needs the goal and ``acceptable_t`` is None.
+    InvalidDesignError
+        ``acceptable_t`` is not a finite number.
+    """
+    design = design if isinstance(design, Design) else Design.from_dict(design)
+    if not design.needs_goal:
+        return design
+    if acceptable_t is None:
+        raise UnresolvedGoalError("the design stops on the patient's goal (classification threshold_t \"goal\"), "
+                                  "but this patient has no acceptable T-score for the bank; set one (or a "
+                                  "clinic default) or use a design with a number", field="classification.threshold_t")
+    if isinstance(acceptable_t, bool) or not isinstance(acceptable_t, (int, float)) or not math.isfinite(acceptable_t):
+        raise InvalidDesignError(f"an acceptable T-score must be a finite number, got {acceptable_t!r}",
+                                 field="classification.threshold_t")
+    c = dict(design.classification)
+    c["threshold_t"] = float(acceptable_t)
+    return design.merged({"classification": c})

@@ -19,6 +19,9 @@ __all__ = [
     "SessionFinishedError",
     "InvalidDataError",
     "CalibrationError",
+    "UnresolvedGoalError",
+    "InvalidRulesError",
+    "InvalidGoalError",
 ]
 
 
@@ -47,6 +50,28 @@ class InvalidDesignError(CatPromError, ValueError):
     """A CAT design document has an unknown key or a bad value."""
 
     code = "invalid-design"
+
+
+class UnresolvedGoalError(InvalidDesignError):
+    """A design's classification threshold is the patient's goal (``"threshold_t": "goal"``), not yet resolved.
+
+    Resolve it with :func:`cat_prom.design.resolve_design` and the patient's acceptable T-score
+    before a session or simulation runs the design.
+    """
+
+    code = "design-needs-goal"
+
+
+class InvalidRulesError(CatPromError, ValueError):
+    """An alert-rules document (certainty, MID, acceptable levels, rules) has an unknown key or a bad value."""
+
+    code = "invalid-rules"
+
+
+class InvalidGoalError(CatPromError, ValueError):
+    """A goal, an acceptable level or a Goal Attainment Scaling rating is malformed (e.g. a level outside -2..+2)."""
+
+    code = "invalid-goal"
 
 
 class InvalidBatteryError(CatPromError, ValueError):

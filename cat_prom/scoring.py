@@ -2,7 +2,9 @@ r"""Response-pattern scoring: EAP, MAP, ML and WLE, T-scores, summed-score table
 
 Responses are 0-based categories in an array of shape ``(n_persons, n_items)``
 with ``NaN`` (or any negative number) for an unanswered item; unanswered items
-are simply left out of the likelihood.
+are simply left out of the likelihood. A pattern with no answered item is **not
+scored** by every estimator: θ and SE are NaN, the flag is :data:`FLAG_NO_RESPONSES`
+(the prior is no evidence about the person; see :mod:`cat_prom.evidence`).
 
 * **EAP** (Bock & Mislevy, 1982): posterior mean and SD on a quadrature grid
   (default 81 points on [-6, 6]) under a normal prior (default N(0, 1)), by
@@ -47,7 +49,7 @@ __all__ = [
 FLAG_ALL_LOWEST = "all_lowest: no finite ML estimate, lower search bound returned"
 FLAG_ALL_HIGHEST = "all_highest: no finite ML estimate, upper search bound returned"
 FLAG_NO_ROOT = "no_root: estimating equation has no root in the search interval, bound returned"
-FLAG_NO_RESPONSES = "no_responses: no item answered, prior returned"
+FLAG_NO_RESPONSES = "no_responses: no item answered, not scored"
 
 
 @dataclass
@@ -143,7 +145,9 @@ def eap(responses, params, *, grid=_grid.DEFAULT_GRID, prior=(0.0, 1.0)) -> Scor
     log_post += _grid.normal_log_density(theta, mean, sd)
     _, m, s = _grid.eap(log_post, theta, out=log_post)
     n = ans.sum(axis=1)
-    return ScoreResult(m, s, n, ["" for _ in n], "eap")
+    empty = n == 0
+    m[empty] = s[empty] = np.nan
+    return ScoreResult(m, s, n, [FLAG_NO_RESPONSES if e else "" for e in empty.tolist()], "eap")
 
 
 # ------------------------------------------------------------------------------------ modal
@@ -179,7 +183,7 @@ def _modal(responses, params, method, *, bounds=(-6.0, 6.0), prior=(0.0, 1.0)) -
         codes[at_bound & (lowest == ans).all(axis=1)] = FLAG_ALL_LOWEST
     empty = n_ans == 0
     codes[empty] = FLAG_NO_RESPONSES
-    se[empty] = sd if method == "map" else np.inf
+    theta[empty] = se[empty] = np.nan
     return ScoreResult(theta, se, n_ans, codes.tolist(), method)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from .bank import Item, ItemBank
 from .design import Design
+from .evidence import SCORED, score_status
 from .state import CatState
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
@@ -34,8 +35,9 @@ class Step:
     """What an answer produced: the next item, or the finished result.
 
     Attributes: ``finished``, ``next_item`` (Item or None), ``theta``, ``se``,
-    ``t_score``, ``stop_reason`` (None until finished), ``bank_id`` (of the
-    session that took the answer), ``domain_finished`` (that session stopped).
+    ``t_score`` (all three None while the domain has no answer: it is not scored,
+    see :mod:`cat_prom.evidence`), ``stop_reason`` (None until finished), ``bank_id``
+    (of the session that took the answer), ``domain_finished`` (that session stopped).
     """
 
     __slots__ = ("finished", "next_item", "theta", "se", "t_score", "stop_reason", "bank_id", "domain_finished")
@@ -52,8 +54,8 @@ class Step:
 
     def __repr__(self):
         nxt = self.next_item.id if self.next_item is not None else None
-        return (f"Step(finished={self.finished}, next_item={nxt!r}, theta={self.theta:.3f}, se={self.se:.3f}, "
-                f"stop_reason={self.stop_reason!r})")
+        est = "not scored" if self.theta is None else f"theta={self.theta:.3f}, se={self.se:.3f}"
+        return f"Step(finished={self.finished}, next_item={nxt!r}, {est}, stop_reason={self.stop_reason!r})"
 
 
 def _new_seed() -> int:
@@ -145,8 +147,11 @@ class CatSession:
             # an item is eligible (bank_exhausted did not fire), and selection falls back from content
             # and Sympson-Hetter restrictions to every eligible item, so it always finds one
             self._current = state.select(self._rng).item(0)
-        return Step(self.finished, None if self.finished else self.bank.items[self._current], self.theta, self.se,
-                    self.t_score, self.stop_reason, self.bank.id, self.finished)
+        nxt = None if self.finished else self.bank.items[self._current]
+        if self.scored:
+            return Step(self.finished, nxt, self.theta, self.se, self.t_score, self.stop_reason, self.bank.id,
+                        self.finished)
+        return Step(self.finished, nxt, None, None, None, self.stop_reason, self.bank.id, self.finished)
 
     # ------------------------------------------------------------ public API
     @property
@@ -163,6 +168,21 @@ class CatSession:
         return self._state.n_asked
 
     @property
+    def scored(self) -> bool:
+        """Whether the domain has a score: at least one answer (see :mod:`cat_prom.evidence`).
+
+        ``theta``, ``se``, ``t_score`` and ``t_se`` are the CAT's working estimate (the prior's
+        before any answer); :meth:`result` reports them only when this is true.
+        """
+        return self._state.n_answered > 0
+
+    @property
+    def status(self) -> tuple[str, str | None]:
+        """``(status, status_reason)``: :func:`cat_prom.evidence.score_status` of the sitting so far."""
+        state = self._state
+        return score_status(state.n_asked, state.n_answered, self.finished)
+
+    @property
     def t_score(self) -> float:
         return self.bank.t_mean + self.bank.t_sd * self.theta
 
@@ -174,6 +194,11 @@ class CatSession:
     def posterior(self) -> np.ndarray:
         """Normalised posterior weights on the design's grid, shape (n_points,)."""
         return self._state.W[0]
+
+    @property
+    def log_posterior(self) -> np.ndarray:
+        """Unnormalised log posterior on the design's grid, shape (n_points,) (read it, do not change it)."""
+        return self._state.lp[0]
 
     def answer(self, item_id: str, value: Any) -> Step:
         """Record the patient's response ``value`` to the offered item and move on."""
@@ -193,24 +218,33 @@ class CatSession:
         return self._after()
 
     def result(self) -> dict:
-        """Scores and provenance of the sitting so far (final once ``finished``)."""
+        """Scores and provenance of the sitting so far (final once ``finished``).
+
+        ``status`` is ``"scored"`` or ``"not_scored"``; a domain with no answer is not scored:
+        ``theta``, ``se``, ``t_score``, ``t_se`` and ``band`` are None, ``flag`` is empty and
+        ``status_reason`` says why (:mod:`cat_prom.evidence`).
+        """
         state = self._state
-        t = self.t_score
+        status, why = self.status
+        scored = status == SCORED
+        t = self.t_score if scored else None
         return {
             "bank_id": self.bank.id,
             "bank_version": self.bank.version,
             "domain": self.bank.domain,
             "direction": self.bank.direction,
             "finished": self.finished,
-            "theta": self.theta,
-            "se": self.se,
+            "status": status,
+            "status_reason": why,
+            "theta": self.theta if scored else None,
+            "se": self.se if scored else None,
             "t_score": t,
-            "t_se": self.t_se,
-            "band": self.bank.band(t),
+            "t_se": self.t_se if scored else None,
+            "band": self.bank.band(t) if scored else None,
             "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
             "estimator": self.design.estimator,
-            "flag": self.flag,
+            "flag": self.flag if scored else "",
             "n_answered": state.n_answered,
             "n_declined": state.n_asked - state.n_answered,
             "items": [
@@ -334,7 +368,7 @@ class Battery:
 
     def _step(self, step: Step) -> Step:
         self._advance()
-        if self.finished:
+        if self.finished:  # the step's estimates are those of the session that took the answer (None: not scored)
             return Step(True, None, step.theta, step.se, step.t_score, step.stop_reason, step.bank_id, True)
         return Step(False, self.current_item, step.theta, step.se, step.t_score, step.stop_reason, step.bank_id,
                     step.domain_finished)

@@ -1,7 +1,8 @@
 """Stop rules over batches of CATs. Each decision says which rule fired and why (as catR's stop rules do).
 
 Rules are checked in this order after every answer or decline; the first that fires is
-the CAT's ``stop_reason``:
+the CAT's ``stop_reason``. Rules that respect ``min_items`` also wait for at least one
+answer (``min_items`` 0 counts as 1): before it the estimate is the prior's, no evidence.
 
 ========================  =====================================================  ==================
 reason                    fires when                                             respects min_items
@@ -12,7 +13,8 @@ reason                    fires when                                            
 ``se_target``             SE(θ) ≤ ``se_target``                                   yes
 ``se_change``             SE changed by less than ``se_change`` on the last answer yes
 ``classification``        the ``confidence`` interval for θ lies wholly above or   yes
-                          below the threshold
+                          below the threshold (``"goal"``: resolved per patient,
+                          :func:`cat_prom.design.resolve_design`)
 ``bank_exhausted``        no eligible item is left                                no
 ========================  =====================================================  ==================
 
@@ -39,6 +41,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy.special import ndtri
+
+from .errors import UnresolvedGoalError
 
 __all__ = ["StopDecision", "StopRules", "check", "REASONS", "RULES", "CONTINUE", "code_of"]
 
@@ -136,10 +140,17 @@ class StopRules:
 
     def __init__(self, design, t_mean: float = 50.0, t_sd: float = 10.0):
         self.design = design
-        self.min_items = design.min_items
+        # a precision or classification rule never fires before the first answer: with no answer the
+        # "estimate" is the prior, which is no evidence about the patient (cat_prom.evidence)
+        self.min_items = max(design.min_items, 1)
         c = design.classification
         self.threshold = self.z = None
         if c is not None:
+            if c.get("threshold_t") == "goal":
+                raise UnresolvedGoalError("the design's classification threshold is the patient's goal "
+                                          "(threshold_t \"goal\"); resolve it with "
+                                          "cat_prom.design.resolve_design(design, acceptable_t) before running it",
+                                          field="classification.threshold_t")
             self.threshold = c["threshold"] if "threshold" in c else (c["threshold_t"] - t_mean) / t_sd
             z = _Z_CACHE.get(c["confidence"])
             if z is None:

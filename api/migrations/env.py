@@ -5,7 +5,7 @@ import os
 
 from alembic import context
 
-from api.db import metadata
+from api.store.tables import metadata
 
 config = context.config
 
@@ -17,7 +17,7 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from api.db import Database  # stand-alone `alembic upgrade head`
+    from api.store import SessionStore as Database  # stand-alone `alembic upgrade head`
 
     url = os.environ.get("CAT_PROM_DATABASE_URL")
     if not url:

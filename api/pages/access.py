@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from ..db import utcnow
 from ..keys import Principal, hash_key, verify_key
 from ..problems import Problem
-from ..store import pages as store
+from ..service import iso
+from ..store import utcnow
+from ..store.pages import LinkRecord
 
 LINK_PREFIX = "cpl_"
 COOKIE_NAME = "cp_clinician"
@@ -38,8 +39,6 @@ def _hash(secret: str) -> str:
 # ------------------------------------------------------------------ link tokens
 def create_link(principal: Principal, patient_ref: str, args: dict, url_for_token) -> dict:
     """Start the patient's sitting and make the link to it. ``args``: battery or banks (+ expires_at)."""
-    import json
-
     svc = _ext().sessions
     body = {k: v for k, v in args.items() if k != "expires_at"}
     body["patient"] = patient_ref
@@ -53,26 +52,25 @@ def create_link(principal: Principal, patient_ref: str, args: dict, url_for_toke
         raise Problem("validation-error", f"`expires_at` must be in the future and at most "
                       f"{int(svc.ttl.total_seconds() // 3600)} hours away (the sitting's own expiry).",
                       errors={"expires_at": ["out of range"]})
-    sid, view = svc.create(principal.tenant, body)
+    view = svc.create(principal.tenant, body)
+    sid = view["id"]
     token = LINK_PREFIX + secrets.token_urlsafe(32)
-    rec = store.insert_link(_ext().db, {
+    rec = _ext().store.insert_link({
         "id": "lnk_" + secrets.token_hex(8), "tenant": principal.tenant, "patient_ref": patient_ref,
         "session_id": sid, "token_hash": _hash(token), "created_by": principal.key_id, "created_at": now,
         "expires_at": expires_at, "revoked_at": None})
     out = link_view(rec)
-    view = json.loads(view)
     out.update(url=url_for_token(token), battery=view["battery"], banks=view["banks"])
     return out
 
 
-def link_view(rec: store.LinkRecord) -> dict:
-    from ..service import iso
+def link_view(rec: LinkRecord) -> dict:
     return {"id": rec.id, "patient": rec.patient_ref, "session_id": rec.session_id,
             "created_at": iso(rec.created_at), "expires_at": iso(rec.expires_at), "revoked_at": iso(rec.revoked_at)}
 
 
 def revoke_link(principal: Principal, patient_ref: str, link_id: str) -> dict:
-    rec = store.revoke_link(_ext().db, principal.tenant, patient_ref, link_id, utcnow())
+    rec = _ext().store.revoke_link(principal.tenant, patient_ref, link_id, utcnow())
     if rec is None:
         raise Problem("link-not-found", "No link with this id for this patient in your API key's tenant.")
     return link_view(rec)
@@ -82,14 +80,14 @@ def revoke_link(principal: Principal, patient_ref: str, link_id: str) -> dict:
 class LinkState:
     """What a token opens: the link, or why it opens nothing (``reason``: unknown, revoked, expired)."""
 
-    link: store.LinkRecord | None
+    link: LinkRecord | None
     reason: str | None
 
 
 def resolve_link(token: str) -> LinkState:
     if not token.startswith(LINK_PREFIX) or len(token) > 100:
         return LinkState(None, "unknown")
-    rec = store.link_by_token_hash(_ext().db, _hash(token))
+    rec = _ext().store.link_by_token_hash(_hash(token))
     if rec is None:
         return LinkState(None, "unknown")
     if rec.revoked_at is not None:
@@ -108,7 +106,7 @@ def sign_in(secret: str) -> tuple[str, dt.datetime] | None:
     value = secrets.token_urlsafe(32)
     now = utcnow()
     expires = now + dt.timedelta(seconds=current_app.config["CAT_PROM_WEB_SESSION_TTL"])
-    store.insert_web_session(_ext().db, {"id": "ws_" + secrets.token_hex(8), "token_hash": _hash(value),
+    _ext().store.insert_web_session({"id": "ws_" + secrets.token_hex(8), "token_hash": _hash(value),
                                          "key_id": p.key_id, "created_at": now, "expires_at": expires,
                                          "ended_at": None})
     return value, expires
@@ -118,7 +116,7 @@ def web_principal(cookie_value: str | None) -> Principal | None:
     """The clinician behind a session cookie, or None (no cookie, unknown, ended, expired, key revoked)."""
     if not cookie_value or len(cookie_value) > 100:
         return None
-    rec = store.web_session_by_token_hash(_ext().db, _hash(cookie_value))
+    rec = _ext().store.web_session_by_token_hash(_hash(cookie_value))
     if rec is None or rec.ended_at is not None or rec.key_revoked or utcnow() >= rec.expires_at:
         return None
     if rec.role != "clinician":
@@ -128,4 +126,4 @@ def web_principal(cookie_value: str | None) -> Principal | None:
 
 def sign_out(cookie_value: str | None) -> None:
     if cookie_value and len(cookie_value) <= 100:
-        store.end_web_session(_ext().db, _hash(cookie_value), utcnow())
+        _ext().store.end_web_session(_hash(cookie_value), utcnow())

@@ -70,7 +70,7 @@ def show(token: str):
     link, closed = _open(token)
     if closed:
         return closed
-    view = _ext().sessions.get(link.tenant, link.session_id, with_answers=True)
+    view = _ext().sessions.get(link.tenant, link.session_id)
     return _render(token, view, note=_NOTES.get(request.args.get("note", "")))
 
 
@@ -131,10 +131,10 @@ def answer(token: str):
     if request.form.get("action") == "decline":
         args = {"seq": seq, "item_id": item_id, "declined": True}
     else:
-        value = _option_value(svc.get(link.tenant, link.session_id, with_answers=False)["banks"], item_id,
+        value = _option_value(svc.get(link.tenant, link.session_id)["banks"], item_id,
                               form.get("value"))
         if value is None:
-            view = svc.get(link.tenant, link.session_id, with_answers=True)
+            view = svc.get(link.tenant, link.session_id)
             q = view.get("question")
             if q and q["seq"] == seq:
                 return _render(token, view, status=422,

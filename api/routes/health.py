@@ -1,8 +1,9 @@
 """Liveness and readiness probes (no API key needed)."""
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import current_app
 
+from ..schemas import ReadySchema
 from ..service import engine_available
 from ..smorest import Blueprint
 
@@ -21,17 +22,18 @@ def healthz():
 
 
 @blp.route("/readyz")
-@blp.doc(security=[], responses={"200": JSON_OBJECT, "503": {
-    "description": "Not ready: database unreachable or no banks loaded (the same body as 200, not a problem).",
-    **JSON_OBJECT}})
-@blp.response(200)
+@blp.doc(security=[])
+@blp.response(200, ReadySchema, description="Ready. A bank file that failed validation does not make the service "
+              "unready (the other banks are served); it is listed in `bank_errors`.")
+@blp.alt_response(503, schema=ReadySchema, description="Not ready: database unreachable, no banks loaded or the "
+                  "engine not importable (the same body as 200, not a problem).")
 def readyz():
     """Ready to serve: database reachable, banks loaded, engine importable."""
     ext = current_app.extensions["cat_prom"]
     checks = {}
     ok = True
     try:
-        ext.db.ping()
+        ext.store.ping()
         checks["database"] = "ok"
     except Exception as e:  # report, never raise
         checks["database"] = f"unreachable ({type(e).__name__})"
@@ -45,6 +47,4 @@ def readyz():
     body = {"status": "ready" if ok else "not ready", "checks": checks}
     if reg.errors:
         body["bank_errors"] = reg.errors
-    resp = jsonify(body)
-    resp.status_code = 200 if ok else 503
-    return resp
+    return body, 200 if ok else 503

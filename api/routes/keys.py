@@ -14,7 +14,7 @@ blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="API keys o
 
 
 def _db():
-    return current_app.extensions["cat_prom"].db
+    return current_app.extensions["cat_prom"].store
 
 
 @blp.route("")

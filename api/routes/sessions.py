@@ -1,10 +1,9 @@
 """CAT sessions: start, answer, read, abandon."""
 from __future__ import annotations
 
-from flask import Response, current_app, g, url_for
+from flask import current_app, g, url_for
 from flask.views import MethodView
 
-from ..db import dumps
 from ..keys import require
 from ..schemas import AnswerSchema, CreateSessionSchema, ProblemSchema, SessionSchema
 from ..smorest import Blueprint
@@ -31,10 +30,8 @@ class Sessions(MethodView):
                       content_type="application/problem+json")
     def post(self, args):
         """Start a sitting: one or more banks, or a battery. Returns the first question."""
-        sid, body = _svc().create(g.principal.tenant, args)
-        resp = Response(body, status=201, mimetype="application/json")
-        resp.headers["Location"] = url_for("sessions.Session", session_id=sid)
-        return resp
+        view = _svc().create(g.principal.tenant, args)
+        return view, 201, {"Location": url_for("sessions.Session", session_id=view["id"])}
 
 
 @blp.route("/<string:session_id>")
@@ -43,7 +40,7 @@ class Session(MethodView):
     @blp.response(200, SessionSchema)
     def get(self, session_id):
         """Status, answers so far, the current question, and scores once finished."""
-        return Response(dumps(_svc().get(g.principal.tenant, session_id)), mimetype="application/json")
+        return _svc().get(g.principal.tenant, session_id)
 
     @require("patient-app")
     @blp.response(204)
@@ -71,5 +68,4 @@ class Responses(MethodView):
 
         Retrying an identical request returns the same body; a different answer to a question
         already answered is 409 (`seq-conflict`)."""
-        # The reply is stored as JSON with the answer (for idempotent retries); send those bytes.
-        return Response(_svc().answer(g.principal.tenant, session_id, args), mimetype="application/json")
+        return _svc().answer(g.principal.tenant, session_id, args)

@@ -1,18 +1,15 @@
 """Monte Carlo CAT simulation of a design on a bank (researchers)."""
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import current_app
 from flask.views import MethodView
 
 from cat_prom.errors import CatPromError
 
-from ..db import dumps
 from ..keys import require
 from ..problems import Problem
-from ..schemas import SimulationSchema
-from ..service import clean
+from ..schemas import SimulationResultSchema, SimulationSchema
 from ..smorest import Blueprint
-from .health import JSON_OBJECT
 
 blp = Blueprint("simulations", __name__, url_prefix="/v1/simulations",
                 description="Monte Carlo simulation of a CAT design (researchers, admins).")
@@ -22,8 +19,7 @@ blp = Blueprint("simulations", __name__, url_prefix="/v1/simulations",
 class Simulations(MethodView):
     @require("researcher", "admin")
     @blp.arguments(SimulationSchema)
-    @blp.response(200)
-    @blp.doc(responses={"200": JSON_OBJECT})
+    @blp.response(200, SimulationResultSchema)
     def post(self, args):
         """Simulate `n` patients (at most 2000; θ from the design's prior) taking the CAT of `design` on
         `bank`; returns bias, RMSE, test length, SE, exposure and stop reasons (cat_prom.simulation)."""
@@ -43,4 +39,4 @@ class Simulations(MethodView):
         except CatPromError as e:
             raise Problem("invalid-design", e.message, errors={"design": [e.message]}) from None
         result = simulate(bank, d, n=args["n"], seed=args.get("seed"))
-        return Response(dumps(clean(result.summary())), mimetype="application/json")
+        return result.summary()

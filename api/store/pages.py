@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..db import Database, api_keys, as_utc, metadata
+from .engine import as_utc
+from .tables import api_keys, metadata
 
 patient_links = sa.Table(
     "patient_links", metadata,
@@ -72,52 +73,50 @@ def _link(row) -> LinkRecord:
                       as_utc(m["created_at"]), as_utc(m["expires_at"]), as_utc(m["revoked_at"]))
 
 
-def insert_link(db: Database, row: dict) -> LinkRecord:
-    with db.write() as conn:
-        conn.execute(patient_links.insert().values(**row))
-    return _link(_Row(row))
+class PageQueries:
+    """Patient links and clinician web sessions. Mixed into :class:`api.store.SessionStore`."""
 
+    def insert_link(self, row: dict) -> LinkRecord:
+        with self.write() as conn:
+            conn.execute(patient_links.insert().values(**row))
+        return _link(_Row(row))
 
-def link_by_token_hash(db: Database, token_hash: str) -> LinkRecord | None:
-    with db.read(snapshot=False) as conn:
-        row = conn.execute(sa.select(patient_links).where(patient_links.c.token_hash == token_hash)).first()
-    return _link(row) if row is not None else None
+    def link_by_token_hash(self, token_hash: str) -> LinkRecord | None:
+        with self.read(snapshot=False) as conn:
+            row = conn.execute(sa.select(patient_links).where(patient_links.c.token_hash == token_hash)).first()
+        return _link(row) if row is not None else None
 
+    def revoke_link(self, tenant: str, patient_ref: str, link_id: str, now: dt.datetime) -> LinkRecord | None:
+        """Revoke (idempotent); None when the tenant has no such link for this patient."""
+        cond = sa.and_(patient_links.c.id == link_id, patient_links.c.tenant == tenant,
+                       patient_links.c.patient_ref == patient_ref)
+        with self.write() as conn:
+            conn.execute(patient_links.update().where(cond, patient_links.c.revoked_at.is_(None))
+                         .values(revoked_at=now))
+            row = conn.execute(sa.select(patient_links).where(cond)).first()
+        return _link(row) if row is not None else None
 
-def revoke_link(db: Database, tenant: str, patient_ref: str, link_id: str, now: dt.datetime) -> LinkRecord | None:
-    """Revoke (idempotent); None when the tenant has no such link for this patient."""
-    cond = sa.and_(patient_links.c.id == link_id, patient_links.c.tenant == tenant,
-                   patient_links.c.patient_ref == patient_ref)
-    with db.write() as conn:
-        conn.execute(patient_links.update().where(cond, patient_links.c.revoked_at.is_(None))
-                     .values(revoked_at=now))
-        row = conn.execute(sa.select(patient_links).where(cond)).first()
-    return _link(row) if row is not None else None
+    def insert_web_session(self, row: dict) -> None:
+        with self.write() as conn:
+            conn.execute(web_sessions.insert().values(**row))
 
+    def web_session_by_token_hash(self, token_hash: str) -> WebSessionRecord | None:
+        q = (sa.select(web_sessions, api_keys.c.tenant, api_keys.c.role, api_keys.c.name,
+                       api_keys.c.revoked_at.label("key_revoked_at"))
+             .join(api_keys, api_keys.c.id == web_sessions.c.key_id)
+             .where(web_sessions.c.token_hash == token_hash))
+        with self.read(snapshot=False) as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return WebSessionRecord(m["id"], m["key_id"], m["tenant"], m["role"], m["name"], as_utc(m["created_at"]),
+                                as_utc(m["expires_at"]), as_utc(m["ended_at"]), m["key_revoked_at"] is not None)
 
-def insert_web_session(db: Database, row: dict) -> None:
-    with db.write() as conn:
-        conn.execute(web_sessions.insert().values(**row))
-
-
-def web_session_by_token_hash(db: Database, token_hash: str) -> WebSessionRecord | None:
-    q = (sa.select(web_sessions, api_keys.c.tenant, api_keys.c.role, api_keys.c.name,
-                   api_keys.c.revoked_at.label("key_revoked_at"))
-         .join(api_keys, api_keys.c.id == web_sessions.c.key_id)
-         .where(web_sessions.c.token_hash == token_hash))
-    with db.read(snapshot=False) as conn:
-        row = conn.execute(q).first()
-    if row is None:
-        return None
-    m = row._mapping
-    return WebSessionRecord(m["id"], m["key_id"], m["tenant"], m["role"], m["name"], as_utc(m["created_at"]),
-                            as_utc(m["expires_at"]), as_utc(m["ended_at"]), m["key_revoked_at"] is not None)
-
-
-def end_web_session(db: Database, token_hash: str, now: dt.datetime) -> None:
-    with db.write() as conn:
-        conn.execute(web_sessions.update().where(web_sessions.c.token_hash == token_hash,
-                                                 web_sessions.c.ended_at.is_(None)).values(ended_at=now))
+    def end_web_session(self, token_hash: str, now: dt.datetime) -> None:
+        with self.write() as conn:
+            conn.execute(web_sessions.update().where(web_sessions.c.token_hash == token_hash,
+                                                     web_sessions.c.ended_at.is_(None)).values(ended_at=now))
 
 
 class _Row:

@@ -112,6 +112,8 @@ def _summary_lines(res, s, bank, design) -> list[str]:
     rows += [("max exposure rate", f(ex["max"])), ("items never used", f"{ex['share_never_used']:.1%}"),
              ("overlap rate", f(ex["overlap_rate"])),
              ("stop reasons", ", ".join(f"{k} {v:,}" for k, v in s["stop_reasons"].items() if v))]
+    if s.get("n_not_scored"):
+        rows.append(("not scored (no answer)", f"{s['n_not_scored']:,}"))
     if s.get("cats_per_second"):
         rows.append(("CATs per second", f"{s['cats_per_second']:,.0f}"))
     w = max(len(k) for k, _ in rows)

@@ -64,8 +64,13 @@ def _plots(res: "SimulationResult", summ: dict, directory: str) -> dict:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # no pyplot: no global state, thread-safe
 
+    ok = res.scored  # simulees who answered nothing have no θ̂ to plot
     ref = res.reference_theta
-    x = ref if ref is not None else res.theta
+    if ref is not None:
+        ok = ok & np.isfinite(ref)
+        ref = ref[ok]
+    theta, se, n_items = res.theta[ok], res.se[ok], res.n_items[ok]
+    x = ref if ref is not None else theta
     xlabel = {"true_theta": "true θ", "full_bank_theta": "full-bank θ"}.get(res.reference, "estimated θ")
     edges = np.arange(-3.5, 3.51, 0.25)
     paths = {}
@@ -76,10 +81,10 @@ def _plots(res: "SimulationResult", summ: dict, directory: str) -> dict:
         paths[name[:-4]] = p
 
     target = res.design.se_target
-    save(_by_theta(Figure, x, res.se, res.se, edges, color="tab:blue", label="mean SE", ylabel="SE(θ̂)",
+    save(_by_theta(Figure, x, se, se, edges, color="tab:blue", label="mean SE", ylabel="SE(θ̂)",
                    title="Conditional standard error", xlabel=xlabel, target=target), "conditional_se.png")
-    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, res.n)
-    save(_by_theta(Figure, x, res.n_items + jitter, res.n_items.astype(float), edges, color="tab:green",
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, n_items.shape[0])
+    save(_by_theta(Figure, x, n_items + jitter, n_items.astype(float), edges, color="tab:green",
                    label="mean length", ylabel="items administered", title="Test length", xlabel=xlabel),
          "test_length.png")
 
@@ -92,11 +97,11 @@ def _plots(res: "SimulationResult", summ: dict, directory: str) -> dict:
     ax.set_title(f"Item exposure ({(rates == 0).mean():.0%} of items never used)")
     save(fig, "exposure.png")
 
-    if ref is not None:
+    if ref is not None and ref.shape[0]:
         fig = Figure(figsize=(5, 5))
         ax = fig.add_subplot()
-        ax.scatter(ref, res.theta, s=3, alpha=0.15, rasterized=True)
-        lim = [min(ref.min(), res.theta.min()), max(ref.max(), res.theta.max())]
+        ax.scatter(ref, theta, s=3, alpha=0.15, rasterized=True)
+        lim = [min(ref.min(), theta.min()), max(ref.max(), theta.max())]
         ax.plot(lim, lim, color="grey", ls="--", lw=1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("CAT θ̂")
@@ -128,7 +133,7 @@ def _html(res: "SimulationResult", s: dict, paths: dict) -> str:
     def fmt(v, d=3):
         return "–" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
 
-    rows = [("simulees", s["n"]), ("mode", s["mode"]), ("compared with", s["reference"] or "–"),
+    rows = [("simulees", s["n"]), ("not scored (no answer)", s.get("n_not_scored", 0)), ("mode", s["mode"]), ("compared with", s["reference"] or "–"),
             ("bias", fmt(s["bias"])), ("RMSE", fmt(s["rmse"])), ("correlation", fmt(s["correlation"])),
             ("mean test length", fmt(s["test_length"]["mean"], 2)), ("SD of test length", fmt(s["test_length"]["sd"], 2)),
             ("median / p90 test length", f"{fmt(s['test_length']['median'], 0)} / {fmt(s['test_length']['p90'], 0)}"),

@@ -34,7 +34,8 @@ class SimulationResult:
     ----------
     ids : list of str, length S
     theta, se : ndarray (S,)
-        Final θ̂ and its SE under the design's estimator.
+        Final θ̂ and its SE under the design's estimator; NaN for a simulee who answered
+        nothing (no eligible item, or every recorded answer missing): not scored.
     n_items : ndarray of int (S,)
         Number of items administered.
     items : ndarray of int (S, L)
@@ -48,7 +49,7 @@ class SimulationResult:
         Generating θ (Monte Carlo, or post-hoc when given).
     full_theta : ndarray (S,) or None
         Post-hoc only: the EAP θ from every available response of the
-        simulee (the "full-bank" score the CAT tries to reproduce).
+        simulee (the "full-bank" score the CAT tries to reproduce); NaN without any.
     mode : 'monte_carlo' or 'post_hoc'
     elapsed_s : float
         Wall time of the CAT loop (not of setup or full-bank scoring).
@@ -97,6 +98,11 @@ class SimulationResult:
             return "true_theta"
         return "full_bank_theta" if self.full_theta is not None else None
 
+    @property
+    def scored(self) -> np.ndarray:
+        """bool (S,): the simulee answered at least one item and has a score (:mod:`cat_prom.evidence`)."""
+        return (self.responses >= 0).any(axis=1) if self.responses.shape[1] else np.zeros(self.n, dtype=bool)
+
     def t_scores(self) -> np.ndarray:
         return self.bank.t_mean + self.bank.t_sd * self.theta
 
@@ -109,7 +115,8 @@ class SimulationResult:
     def summary(self, bands: Sequence[float] = THETA_BANDS) -> dict:
         """Aggregate statistics as a JSON-ready dict.
 
-        Keys: ``mode``, ``n``, ``reference`` (what θ̂ is compared with),
+        Keys: ``mode``, ``n``, ``n_not_scored`` (simulees who answered nothing: left
+        out of every statistic of θ̂ and SE), ``reference`` (what θ̂ is compared with),
         ``bias``/``rmse``/``correlation``/``mean_abs_error`` (None without a
         reference), ``test_length`` (mean, sd, median, p90, min, max),
         ``se`` (mean, median, share ≤ the design's target), ``by_theta_band``
@@ -120,30 +127,36 @@ class SimulationResult:
         """
         S = self.n
         ref = self.reference_theta
+        ok = self.scored
+        if ref is not None:
+            ok = ok & np.isfinite(ref)  # a post-hoc row without any answer has no full-bank θ either
+        theta, se, n_ok = self.theta[ok], self.se[ok], int(ok.sum())
         out: dict[str, Any] = {
-            "mode": self.mode, "n": S, "bank_id": self.bank.id, "bank_n_items": self.bank.n_items,
-            "design": self.design.to_dict(), "seed": self.seed, "reference": self.reference,
+            "mode": self.mode, "n": S, "n_not_scored": int(S - self.scored.sum()), "bank_id": self.bank.id,
+            "bank_n_items": self.bank.n_items, "design": self.design.to_dict(), "seed": self.seed,
+            "reference": self.reference,
         }
-        if ref is not None and S:
-            err = self.theta - ref
+        if ref is not None and n_ok:
+            r_ok = ref[ok]
+            err = theta - r_ok
             out["bias"] = float(err.mean())
             out["rmse"] = float(np.sqrt((err * err).mean()))
             out["mean_abs_error"] = float(np.abs(err).mean())
-            out["correlation"] = (float(np.corrcoef(self.theta, ref)[0, 1])
-                                  if S > 1 and self.theta.std() > 0 and ref.std() > 0 else None)
+            out["correlation"] = (float(np.corrcoef(theta, r_ok)[0, 1])
+                                  if n_ok > 1 and theta.std() > 0 and r_ok.std() > 0 else None)
         else:
             out.update(bias=None, rmse=None, mean_abs_error=None, correlation=None)
         L = self.n_items.astype(float)
         out["test_length"] = _describe(L)
-        out["se"] = {"mean": _f(self.se.mean()) if S else None, "median": _f(np.median(self.se)) if S else None}
-        if self.design.se_target is not None and S:
-            out["se"]["share_at_or_below_target"] = float((self.se <= self.design.se_target).mean())
-        # conditional statistics by band of the reference θ (θ̂ when there is none)
+        out["se"] = {"mean": _f(se.mean()) if n_ok else None, "median": _f(np.median(se)) if n_ok else None}
+        if self.design.se_target is not None and n_ok:
+            out["se"]["share_at_or_below_target"] = float((se <= self.design.se_target).mean())
+        # conditional statistics by band of the reference θ (θ̂ when there is none), scored simulees only
         x = ref if ref is not None else self.theta
         edges = np.asarray(bands, dtype=float)
         rows = []
         for lo, hi in zip(edges[:-1], edges[1:]):
-            m = (x >= lo) & (x < hi)
+            m = ok & (x >= lo) & (x < hi)
             r = {"band": _band_label(lo, hi), "lo": _f(lo), "hi": _f(hi), "n": int(m.sum())}
             if m.any():
                 r["mean_se"] = float(self.se[m].mean())
@@ -175,7 +188,8 @@ class SimulationResult:
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write one row per simulee.
 
-        Columns ``id,theta,se,n_items,items,stop_reason`` then ``true_theta``
+        Columns ``id,theta,se,n_items,items,stop_reason`` (``theta`` and ``se`` empty for a
+        simulee who answered nothing: not scored) then ``true_theta``
         when known and ``full_bank_theta`` in post-hoc mode; ``items`` holds
         the administered item ids in order, separated by ``;``.
         """
@@ -225,7 +239,8 @@ def _f(x):
 
 
 def _num(x) -> str:
-    return repr(float(x))
+    x = float(x)
+    return repr(x) if math.isfinite(x) else ""  # NaN: not scored, an empty cell
 
 
 def _describe(x: np.ndarray) -> dict:

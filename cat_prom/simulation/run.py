@@ -92,6 +92,8 @@ def simulate(bank: ItemBank, design: Design | Mapping | None = None, *, n: int |
         g = design.grid
         full_theta = scoring.eap(X, bank.params, grid=(g["min"], g["max"], g["points"]),
                                  prior=(design.prior["mean"], design.prior["sd"])).theta
+    unscored = (out["cats"] < 0).all(axis=1)  # no answer: not scored (cat_prom.evidence), never the prior's mean
+    out["theta"][unscored] = out["se"][unscored] = np.nan
     return SimulationResult(bank=bank, design=design, ids=ids, theta=out["theta"], se=out["se"],
                             n_items=out["n_items"], items=out["items"], responses=out["cats"],
                             stop_reason=_REASONS[out["reason"] - 1], true_theta=true_theta, full_theta=full_theta,

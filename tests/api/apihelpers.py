@@ -25,7 +25,7 @@ class Keys:
         self._made = {}
 
     def make(self, role: str, tenant: str = "default") -> dict:
-        db = self.app.extensions["cat_prom"].db
+        db = self.app.extensions["cat_prom"].store
         k = keys_mod.create_key(db, role=role, name=f"test {role}", tenant=tenant,
                                 pepper=self.app.config.get("CAT_PROM_SECRET_KEY"))
         return {"Authorization": "Bearer " + k["key"], "_id": k["id"]}

@@ -28,7 +28,7 @@ def banks_dir(tmp_path_factory) -> Path:
 def app(tmp_path, banks_dir):
     app = make_app(banks_dir, f"sqlite:///{tmp_path / 'test.sqlite'}")
     yield app
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 @pytest.fixture
@@ -72,4 +72,4 @@ def pg_schema(pg_url):
 def pg_app(banks_dir, pg_url, pg_schema):
     app = make_app(banks_dir, pg_url, DATABASE_SCHEMA=pg_schema)
     yield app
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from api import cli
-from api.db import Database, api_keys
+from api.store import SessionStore as Database, api_keys
 
 
 def test_missing_malformed_unknown_key_is_401(client):
@@ -30,7 +30,7 @@ def test_auth_checked_before_body(client):
 def test_keys_stored_only_as_hashes(app, keys):
     h = keys["patient-app"]
     secret = h["Authorization"].split()[1]
-    with app.extensions["cat_prom"].db.read() as c:
+    with app.extensions["cat_prom"].store.read() as c:
         rows = c.execute(sa.select(api_keys)).all()
     dumped = json.dumps([[str(x) for x in r] for r in rows])
     assert secret not in dumped and secret[4:] not in dumped
@@ -42,10 +42,10 @@ def test_secret_key_peppers_hashes(tmp_path, banks_dir):
     app = make_app(banks_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", SECRET_KEY="s3cret")
     h = Keys(app)["clinician"]
     assert app.test_client().get("/v1/banks", headers=h).status_code == 200
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
     other = make_app(banks_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", SECRET_KEY="different")
     assert other.test_client().get("/v1/banks", headers=h).status_code == 401
-    other.extensions["cat_prom"].db.dispose()
+    other.extensions["cat_prom"].store.dispose()
 
 
 @pytest.mark.parametrize("role, method, path, body, allowed", [

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from apihelpers import make_app
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -142,7 +144,7 @@ def fuzz_env(tmp_path_factory, banks_dir):
                            headers=env["patient"]).json
     env["sid"] = v["id"]
     yield env
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def _check(r, method="POST"):
@@ -217,13 +219,16 @@ def test_database_down_is_503(app, client, patient_h, monkeypatch):
 
 
 def test_database_error_on_the_answer_route_is_503(app, client, patient_h, monkeypatch):
-    """The answer route talks to the DBAPI connection directly; driver errors still map to 503."""
-    import api.db
+    """A driver error on the answer route's session read maps to 503, and the pooled connection survives."""
+    import sqlalchemy as sa
+
+    import api.store.session_queries
 
     r = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-db"}, headers=patient_h)
     assert r.status_code == 201
     q = r.json["question"]
-    monkeypatch.setitem(api.db._SQL_SQLITE, "select", "SELECT * FROM no_such_table WHERE ? AND ?")
+    monkeypatch.setattr(api.store.session_queries, "_SEL_SESSION",
+                        sa.text("SELECT * FROM no_such_table WHERE id = :p_sid AND tenant = :p_tenant"))
     r2 = client.post(f"/v1/sessions/{r.json['id']}/responses", headers=patient_h,
                      json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
     assert_problem(r2, 503, "service-unavailable")
@@ -276,3 +281,71 @@ def test_fuzz_designs_and_answers_never_500(fuzz_env, design, values):
                    json={"seq": q["seq"], "item_id": q["item_id"], "value": values[i]})
         assert r.status_code == 200, r.json
         v, i = r.json, i + 1
+
+
+def _engine_error_classes():
+    import importlib
+    import pkgutil
+
+    import cat_prom
+    from cat_prom.errors import CatPromError
+
+    for m in pkgutil.walk_packages(cat_prom.__path__, "cat_prom."):  # every module: subclasses anywhere count
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)
+    out, todo = [], [CatPromError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def test_every_engine_error_code_maps_to_a_deliberate_problem(tmp_path, banks_dir):
+    """Each CatPromError subclass (any module of cat_prom) has its code in the ONE mapping, to a
+    problem type that exists, and the app answers it with that type and a 4xx status."""
+    from api.problems import ENGINE_PROBLEMS, PROBLEMS
+
+    classes = _engine_error_classes()
+    codes = {cls.code for cls in classes}
+    assert {"invalid-bank", "invalid-battery", "calibration-error", "invalid-data"} <= codes
+    assert codes == set(ENGINE_PROBLEMS), "map every engine error code, and only those, in api/problems.py"
+    assert set(ENGINE_PROBLEMS.values()) <= set(PROBLEMS)
+    assert ENGINE_PROBLEMS["invalid-bank"] != "invalid-response"
+    assert ENGINE_PROBLEMS["calibration-error"] != "invalid-response"
+    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'e.sqlite'}")
+    raised = {}
+
+    @app.route("/test-raise/<name>")
+    def _raise(name):
+        raise raised[name]("what was wrong, and how to fix it", item_id="X1")
+
+    client = app.test_client()
+    for cls in classes:
+        raised[cls.__name__] = cls
+        r = client.get(f"/test-raise/{cls.__name__}")
+        assert r.json["type"] == "urn:cat-prom:problem:" + ENGINE_PROBLEMS[cls.code], cls
+        assert 400 <= r.status_code < 500 and r.status_code == PROBLEMS[ENGINE_PROBLEMS[cls.code]][0], cls
+        assert r.json["fields"] == {"item_id": "X1"} and r.json["detail"].startswith("what was wrong")
+    app.extensions["cat_prom"].store.dispose()
+
+
+@pytest.mark.parametrize("raw", [b'{"battery": "pain-core", "patient": "p", "patient": "q"}',
+                                 b'{"battery": "pain-core", "patient": "p", "design": {"max_items": 3, "max_items": 9}}'])
+def test_duplicate_keys_are_400(client, patient_h, raw):
+    """{"a": 1, "a": 2} would silently mean the last value; the body is refused, naming the key."""
+    r = client.post("/v1/sessions", data=raw, headers=patient_h, content_type="application/json")
+    b = assert_problem(r, 400, "malformed-json")
+    assert "duplicate key" in b["detail"]
+
+
+@pytest.mark.parametrize("field, bad", [("seq", 1.0), ("seq", True), ("value", 3.0), ("value", False)])
+def test_integers_are_json_integers(client, patient_h, field, bad):
+    """`seq: 1.0` (or `true`) where an integer is documented is 422, like `2.5` and `"5"`."""
+    v = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p"}, headers=patient_h).json
+    q = v["question"]
+    body = {"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]}
+    body[field] = bad
+    r = client.post(f"/v1/sessions/{v['id']}/responses", json=body, headers=patient_h)
+    assert_problem(r, 422, "validation-error")
+    assert field in r.json["errors"]

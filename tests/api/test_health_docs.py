@@ -27,7 +27,7 @@ def test_readyz_not_ready_without_banks_folder(tmp_path):
     assert "does not exist" in r.json["bank_errors"][0]
     # the rest of the service still works
     assert app.test_client().get("/healthz").status_code == 200
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_readyz_reports_broken_bank_file_but_loads_others(tmp_path, banks_dir):
@@ -39,7 +39,7 @@ def test_readyz_reports_broken_bank_file_but_loads_others(tmp_path, banks_dir):
     r = app.test_client().get("/readyz")
     assert r.status_code == 200
     assert any("broken.json" in e for e in r.json["bank_errors"])
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_readyz_database_unreachable(tmp_path, banks_dir):
@@ -47,11 +47,11 @@ def test_readyz_database_unreachable(tmp_path, banks_dir):
     (tmp_path / "db.sqlite").unlink()  # the tables are gone: not ready
     for f in tmp_path.glob("db.sqlite-*"):
         f.unlink()
-    app.extensions["cat_prom"].db.engine.dispose()
+    app.extensions["cat_prom"].store.engine.dispose()
     r = app.test_client().get("/readyz")
     assert r.status_code == 503
     assert r.json["checks"]["database"].startswith("unreachable")
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_openapi_document(client):
@@ -114,3 +114,18 @@ def test_reference_page_renders_the_openapi_document(client, tmp_path):
                  "/v1/patients/{patient_ref}/results", "No API key needed."):
         assert text in page["content"], text
     assert "post" in page["nav"] and "Schemas" in page["nav"]
+
+
+def test_reference_shows_the_package_version(client):
+    from cat_prom import __version__
+    assert client.get("/v1/openapi.json").json["info"]["version"] == __version__
+
+
+def test_serve_help_describes_host_and_port():
+    import argparse
+
+    from api.cli import add_subcommands
+    sub = argparse.ArgumentParser(prog="cat-prom").add_subparsers()
+    add_subcommands(sub)
+    text = sub.choices["serve"].format_help()
+    assert "CAT_PROM_HOST" in text and "127.0.0.1" in text and "CAT_PROM_PORT" in text and "8000" in text

@@ -136,9 +136,10 @@ def test_seed_must_be_a_json_integer(client, patient_h, seed):
     assert r.status_code == 422 and "seed" in r.json["errors"]
 
 
-def test_integral_float_seed_is_still_an_integer(client, patient_h):
+def test_integral_float_seed_is_refused(client, patient_h):
+    """Issue 7: `7.0` where an integer is documented is 422 (it was accepted as 7 before)."""
     r = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-1", "seed": 7.0}, headers=patient_h)
-    assert r.status_code == 201
+    assert r.status_code == 422 and "seed" in r.json["errors"]
 
 
 @pytest.mark.parametrize("n", [2.5, "20"])

@@ -52,7 +52,7 @@ def test_expiry_must_be_aware_future_and_within_the_sitting(client, keys, expire
 def test_only_a_hash_is_stored(app, client, keys):
     link = _link(client, keys["patient-app"])
     token = _path(link).rsplit("/", 1)[1]
-    with app.extensions["cat_prom"].db.read() as conn:
+    with app.extensions["cat_prom"].store.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.select(patient_links))]
     assert len(rows) == 1 and token not in repr(rows) and len(rows[0]["token_hash"]) == 64
 
@@ -90,7 +90,7 @@ def test_revoked_expired_unknown_links_get_a_clear_page(app, client, keys):
     form = {"csrf_token": "x", "seq": "1", "item_id": "x", "value": "1"}
     assert client.post(_path(link), data=form).status_code == 400  # CSRF first: a bad token says nothing else
     live = _link(client, keys["patient-app"])
-    with app.extensions["cat_prom"].db.write() as conn:
+    with app.extensions["cat_prom"].store.write() as conn:
         conn.execute(patient_links.update().where(patient_links.c.id == live["id"])
                      .values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
     r = client.get(_path(live))

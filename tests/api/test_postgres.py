@@ -12,7 +12,7 @@ from apihelpers import Keys, make_app, run_session
 from apiserver import REPO, Server, request
 
 from api import keys as keys_mod
-from api.db import Database
+from api.store import SessionStore as Database
 
 pytestmark = pytest.mark.postgres
 
@@ -70,11 +70,11 @@ def test_concurrent_answers_serialised_by_row_lock(banks_dir, pg_url, pg_schema)
             assert winner.json["n_responses"] == 1 and g["answers"][0]["value"] in range(1, 6)
     finally:
         for a in apps:
-            a.extensions["cat_prom"].db.dispose()
+            a.extensions["cat_prom"].store.dispose()
 
 
 def test_concurrent_migrations_from_many_processes(pg_url, pg_schema):
-    code = ("import sys; from api.db import Database; "
+    code = ("import sys; from api.store import SessionStore as Database; "
             "db = Database(sys.argv[1], schema=sys.argv[2]); db.migrate(); db.dispose()")
     procs = [subprocess.Popen([sys.executable, "-c", code, pg_url, pg_schema], cwd=str(REPO),
                               stderr=subprocess.PIPE) for _ in range(4)]
@@ -127,7 +127,7 @@ def test_session_continues_on_another_server_process(banks_dir, pg_url, pg_schem
                          json={"seq": q["seq"], "item_id": q["item_id"], "value": 1 + m % 5}).json
             m += 1
         assert m == n and ref["results"] == v["results"]
-        app.extensions["cat_prom"].db.dispose()
+        app.extensions["cat_prom"].store.dispose()
     finally:
         a.stop()
         b.stop()

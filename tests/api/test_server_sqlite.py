@@ -6,7 +6,7 @@ import pytest
 from apiserver import Server, request
 
 from api import keys as keys_mod
-from api.db import Database
+from api.store import SessionStore as Database
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ def test_concurrent_migrations_on_one_sqlite_file(tmp_path):
 
     from apiserver import REPO
     url = f"sqlite:///{tmp_path / 'm.sqlite'}"
-    code = "import sys; from api.db import Database; db = Database(sys.argv[1]); db.migrate(); db.dispose()"
+    code = "import sys; from api.store import SessionStore as Database; db = Database(sys.argv[1]); db.migrate(); db.dispose()"
     procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=str(REPO), stderr=subprocess.PIPE)
              for _ in range(4)]
     for p in procs:
@@ -102,13 +102,7 @@ def test_concurrent_migrations_on_one_sqlite_file(tmp_path):
     import sqlalchemy as sa
     db = Database(url)
     with db.read() as c:
-        from alembic.script import ScriptDirectory
-        from api.db import MIGRATIONS_DIR
-        from alembic.config import Config
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
+        assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [_head_revision()]
         assert c.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
     db.dispose()
 
@@ -138,3 +132,10 @@ def test_server_level_rejections_are_problem_json(sqlite_server_env, banks_dir):
         assert status == 200
     finally:
         srv.stop()
+
+
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from api.store.engine import MIGRATIONS_DIR
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()

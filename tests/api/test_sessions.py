@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from apihelpers import make_app, run_session
 
-from api.db import responses, sessions
+from api.store import responses, sessions
 
 
 def answer(client, h, sid, q, value=None, **extra):
@@ -113,13 +113,14 @@ def test_idempotent_retry_and_conflicts(client, patient_h, app):
     r = answer(client, patient_h, sid, r2.json["question"], "3")
     assert r.status_code == 422
     with app.app_context():
-        with app.extensions["cat_prom"].db.read() as c:
+        with app.extensions["cat_prom"].store.read() as c:
             n = c.execute(sa.select(sa.func.count()).select_from(responses)
                           .where(responses.c.session_id == sid)).scalar_one()
             row = c.execute(sa.select(sessions).where(sessions.c.id == sid)).one()
+            log = c.execute(sa.select(responses.c.value).where(responses.c.session_id == sid)
+                            .order_by(responses.c.seq)).scalars().all()
     assert n == 2 and row.n_responses == 2 and row.version == 2
-    state = json.loads(row.state)
-    assert [e["value"] for e in state["sessions"][0]["log"]] == [2, 1]
+    assert [json.loads(v) for v in log] == [2, 1]
 
 
 def test_decline(client, patient_h):
@@ -167,7 +168,7 @@ def test_expiry(tmp_path, banks_dir):
     assert g["status"] == "expired" and g["question"] is None
     r = answer(c, h, v["id"], dict(v["question"], seq=2), 2)
     assert r.status_code == 410 and r.json["type"].endswith(":session-expired")
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_unknown_session_bank_battery(client, patient_h):
@@ -237,7 +238,7 @@ def test_two_workers_share_sessions_through_the_database(tmp_path, banks_dir):
         m += 1
     assert m == n and ref["results"] == v["results"]
     for app in (a, b):
-        app.extensions["cat_prom"].db.dispose()
+        app.extensions["cat_prom"].store.dispose()
 
 
 def test_concurrent_different_answers_exactly_one_wins(tmp_path, banks_dir):
@@ -270,7 +271,7 @@ def test_concurrent_different_answers_exactly_one_wins(tmp_path, banks_dir):
         g = apps[1].test_client().get(f"/v1/sessions/{v['id']}", headers=h).json
         assert g["n_responses"] == 1 and len(g["answers"]) == 1
     for app in apps:
-        app.extensions["cat_prom"].db.dispose()
+        app.extensions["cat_prom"].store.dispose()
 
 
 def test_repo_demo_banks_and_battery(tmp_path):
@@ -289,7 +290,7 @@ def test_repo_demo_banks_and_battery(tmp_path):
                                  answer=lambda q: q["options"][len(q["options"]) // 2]["value"])
     assert [r["bank_id"] for r in last["results"]] == bat["banks"]
     assert all(r["stop_reason"] for r in last["results"])
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_invalid_battery_file_is_skipped_and_reported(tmp_path, banks_dir):
@@ -304,7 +305,7 @@ def test_invalid_battery_file_is_skipped_and_reported(tmp_path, banks_dir):
     assert any("bad.json" in e and "max_items" in e for e in errs)
     assert any("ghost.json" in e and "nope" in e for e in errs)
     assert set(app.extensions["cat_prom"].registry.batteries) == {"pain-core"}
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 def test_exclude_items_across_banks(client, patient_h):

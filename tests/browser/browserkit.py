@@ -52,9 +52,14 @@ class LiveServer:
     """The app served by Werkzeug in a daemon thread on 127.0.0.1 and a free port."""
 
     def __init__(self, app):
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):  # no request lines: link tokens are in the paths
+            def log_request(self, *args, **kwargs):
+                pass
+
         self.app = app
-        self._srv = make_server("127.0.0.1", 0, app, threaded=True)
+        self._srv = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
         self.url = f"http://127.0.0.1:{self._srv.server_port}"
         self._thread = threading.Thread(target=self._srv.serve_forever, daemon=True)
         self._thread.start()

@@ -43,7 +43,7 @@ def live_app(tmp_path):
     app = make_app(REPO / "item_banks", f"sqlite:///{tmp_path / 'browser.sqlite'}",
                    COOKIE_SECURE=False, SECRET_KEY="browser-test-pepper")
     yield app
-    app.extensions["cat_prom"].db.dispose()
+    app.extensions["cat_prom"].store.dispose()
 
 
 @pytest.fixture

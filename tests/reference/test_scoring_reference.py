@@ -179,12 +179,24 @@ class TestEAP:
         assert_allclose(r.theta[0], m, rtol=0, atol=1e-8)
         assert_allclose(r.se[0], s, rtol=1e-8)
 
-    def test_no_responses_gives_prior(self):
-        r = scoring.eap(np.full((1, len(FORM)), np.nan), PARAMS, prior=(0.3, 0.8))
-        # closed form: the prior N(0.3, 0.8^2); grid truncation at +-6 costs < 1e-12
-        assert_allclose(r.theta[0], 0.3, atol=1e-10)
-        assert_allclose(r.se[0], 0.8, rtol=1e-8)
-        assert r.n_answered[0] == 0
+    def test_no_responses_is_not_scored(self):
+        # a pattern with no answer is not scored (cat_prom.evidence): NaN, never the prior's mean
+        X = np.vstack([np.full(len(FORM), np.nan), _row(PATTERNS[0])])
+        r = scoring.eap(X, PARAMS, prior=(0.3, 0.8))
+        assert np.isnan(r.theta[0]) and np.isnan(r.se[0]) and r.flags[0] == FLAG_NO_RESPONSES
+        assert r.n_answered[0] == 0 and r.flags[1] == ""
+        one = scoring.eap(_row(PATTERNS[0]), PARAMS, prior=(0.3, 0.8))
+        # same arithmetic for the other row: rtol 1e-12
+        assert_allclose(r.theta[1], one.theta[0], rtol=1e-12)
+
+    def test_prior_alone_on_the_grid(self):
+        # the kernel on the prior alone (what a not-scored pattern would have shown): closed form
+        # N(0.3, 0.8^2); grid truncation at +-6 costs < 1e-12
+        from cat_prom import grid
+        th = grid.nodes(-6, 6, 81)
+        _, m, s = grid.eap(grid.normal_log_density(th, 0.3, 0.8)[None, :], th)
+        assert_allclose(m[0], 0.3, atol=1e-10)
+        assert_allclose(s[0], 0.8, rtol=1e-8)
 
     def test_many_persons_vectorised_equals_one_by_one(self):
         X = np.vstack([_row(x) for x in PATTERNS])
@@ -299,10 +311,8 @@ class TestModal:
     def test_no_responses(self, method):
         r = scoring.score(np.full((1, len(FORM)), np.nan), PARAMS, method, prior=(0.2, 0.9))
         assert r.flags[0] == FLAG_NO_RESPONSES
-        if method == "map":
-            assert r.theta[0] == 0.2 and r.se[0] == 0.9
-        else:
-            assert r.se[0] == np.inf
+        # not scored: no estimate, never the prior's mean (cat_prom.evidence)
+        assert np.isnan(r.theta[0]) and np.isnan(r.se[0])
 
     def test_missing_equals_subform(self):
         x = PATTERNS[3]

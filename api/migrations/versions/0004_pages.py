@@ -1,14 +1,14 @@
 """Pages: patient_links (single-sitting link tokens) and web_sessions (clinician browser sign-in).
 
-Revision ID: 0002_pages
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002_pages"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,21 @@
+"""Storage: the one place with SQL. :class:`SessionStore` owns the engine, the tables and every
+query, and returns plain records (:mod:`api.store.records`); :mod:`api.service` builds no SQL."""
+from __future__ import annotations
+
+from .engine import Database, as_utc, utcnow
+from .key_queries import KeyQueries
+from .pages import PageQueries
+from .records import Advance, KeyRecord, ResponseRecord, SessionRecord
+from .session_queries import ABANDONED, EXPIRED, FINISHED, IN_PROGRESS, SessionQueries
+from .tables import api_keys, metadata, responses, sessions
+from . import clinical_tables, outbox  # noqa: F401  (the clinical layer's tables join `metadata`)
+
+__all__ = ["SessionStore", "Advance", "KeyRecord", "ResponseRecord", "SessionRecord", "as_utc", "utcnow",
+           "IN_PROGRESS", "FINISHED", "ABANDONED", "EXPIRED", "metadata", "api_keys", "sessions", "responses"]
+
+
+class SessionStore(SessionQueries, KeyQueries, PageQueries, Database):
+    """The database of the service: engine and transactions (:class:`~api.store.engine.Database`),
+    sittings and their response logs (:class:`~api.store.session_queries.SessionQueries`) and API keys
+    (:class:`~api.store.key_queries.KeyQueries`), patient links and clinician web sessions
+    (:class:`~api.store.pages.PageQueries`)."""
