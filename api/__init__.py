@@ -112,12 +112,12 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .smorest import Api
     from . import pages
-    from .routes import alerts, banks, goals, health, keys, links, patients, reference, sessions, settings as settings_routes
+    from .routes import alerts, banks, goals, health, keys, links, patients, report, reference, sessions, settings as settings_routes
     from .routes import simulations, webhooks
 
     api = Api(app)
     register_problems(app)
-    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, links.blp, goals.blp, alerts.blp, settings_routes.blp,
+    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, report.blp, links.blp, goals.blp, alerts.blp, settings_routes.blp,
                 webhooks.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)

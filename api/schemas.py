@@ -375,3 +375,11 @@ class LinkSchema(ma.Schema):
     created_at = fields.String()
     expires_at = fields.String()
     revoked_at = fields.String(allow_none=True)
+
+
+class ReportQuerySchema(Strict):
+    format = fields.String(validate=validate.OneOf(["html", "json", "pdf"]), metadata={
+        "description": "`html` (browsers), `json` (apps) or `pdf` (A4, for the record). Default: HTML when the "
+                       "client prefers it (Accept), else JSON."})
+    done = fields.String(metadata={"description": "Set by the report's own forms after a change (a message to "
+                                                  "show); ignored otherwise."})

@@ -127,3 +127,16 @@ def web_principal(cookie_value: str | None) -> Principal | None:
 def sign_out(cookie_value: str | None) -> None:
     if cookie_value and len(cookie_value) <= 100:
         _ext().store.end_web_session(_hash(cookie_value), utcnow())
+
+
+def clinician_from_request(request) -> Principal | None:
+    """A clinician behind this request: a bearer key (apps) or a browser sign-in cookie, else None.
+    A bearer key of another role is refused (403), as on every clinician route."""
+    from ..keys import authenticate
+
+    if request.headers.get("Authorization"):
+        p = authenticate()
+        if p.role != "clinician":
+            raise Problem("forbidden", f"This endpoint needs a key with role clinician; this key has role {p.role}.")
+        return p
+    return web_principal(request.cookies.get(COOKIE_NAME))

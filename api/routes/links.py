@@ -1,31 +1,20 @@
 """Patient links: a single-sitting address for the patient's own device (``/take/<token>``)."""
 from __future__ import annotations
 
-import re
-
 from flask import g, url_for
 from flask.views import MethodView
 
 from ..keys import require
 from ..pages import access
-from ..problems import Problem
-from ..schemas import REF_RE, CreateLinkSchema, LinkSchema, ProblemSchema
+from ..schemas import CreateLinkSchema, LinkSchema, ProblemSchema
 from ..smorest import Blueprint
+from .patients import REF_PARAM, check_ref
 
 blp = Blueprint("links", __name__, url_prefix="/v1/patients",
                 description="Single-sitting links for a patient's own device.")
-_REF = re.compile(REF_RE)
-_REF_PARAM = {"in": "path", "name": "patient_ref", "description": "The opaque patient reference.",
-              "schema": {"type": "string", "pattern": REF_RE}}
 
 
-def _check_ref(ref: str) -> None:
-    if not _REF.fullmatch(ref):
-        raise Problem("validation-error", "The patient reference is not valid.",
-                      errors={"patient_ref": ["1-128 characters: letters, digits and . _ : @ -"]})
-
-
-@blp.route("/<string:patient_ref>/links", parameters=[_REF_PARAM])
+@blp.route("/<string:patient_ref>/links", parameters=[REF_PARAM])
 class Links(MethodView):
     @require("patient-app", "clinician")
     @blp.arguments(CreateLinkSchema)
@@ -38,12 +27,12 @@ class Links(MethodView):
         The patient's device gets only this link, never an API key: the link's token opens the
         questionnaire page of this one sitting, expires (`expires_at`), can be revoked, and is
         stored only as a hash, so the `url` is shown this once."""
-        _check_ref(patient_ref)
+        check_ref(patient_ref)
         return access.create_link(g.principal, patient_ref, args,
                                   lambda token: url_for("take.show", token=token, _external=True)), 201
 
 
-@blp.route("/<string:patient_ref>/links/<string:link_id>", parameters=[_REF_PARAM])
+@blp.route("/<string:patient_ref>/links/<string:link_id>", parameters=[REF_PARAM])
 class Link(MethodView):
     @require("patient-app", "clinician")
     @blp.response(200, LinkSchema)
@@ -51,5 +40,5 @@ class Link(MethodView):
                       content_type="application/problem+json")
     def delete(self, patient_ref, link_id):
         """Revoke the link (idempotent): it then opens only a page saying so."""
-        _check_ref(patient_ref)
+        check_ref(patient_ref)
         return access.revoke_link(g.principal, patient_ref, link_id)
