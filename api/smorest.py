@@ -17,6 +17,9 @@ from .schemas import ProblemSchema, ResponseValue
 
 class StrictJSONParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 422
+    # Query strings are held to their schema like bodies: our query schemas are Strict (unknown
+    # parameters raise, 422) where webargs would silently drop them.
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "querystring": None, "query": None}
 
     def _raw_load_json(self, req):
         body = g.get("json_body", core.missing)

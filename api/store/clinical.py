@@ -25,7 +25,7 @@ def _rec(cls, row):
     for k, v in d.items():
         if isinstance(v, dt.datetime):
             d[k] = as_utc(v)
-    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                     "from N(--theta-mean, --theta-sd) (default: the design's prior); post-hoc: --responses FULL.csv "
                     "(the layout `score` reads: id,<item ids>, the bank's response values), each simulee answering "
                     "as recorded. DIR gets simulees.csv (id,theta,se,n_items,items,stop_reason[,true_theta]"
-                    "[,full_bank_theta]), summary.json, report.html and PNG plots.")
+                    "[,full_bank_theta]), summary.json, report.html and PNG plots. With --rules: alert rates over a simulated "
+                    "cohort (below).")
     p.add_argument("--bank", required=True, metavar="BANK.json")
     p.add_argument("--design", metavar="DESIGN.json", help="CAT design (default: the PROMIS default design)")
     p.add_argument("--n", type=int, metavar="N", help="Monte Carlo: number of simulees")
@@ -32,6 +33,21 @@ def register(subparsers) -> None:
                         "DIR/bank-with-exposure.json, and run the simulation with them")
     p.add_argument("--sh-iterations", type=int, default=20, metavar="N",
                    help="maximum Sympson-Hetter rounds (default 20)")
+    g = p.add_argument_group(
+        "alert rates over a simulated cohort",
+        "With --rules RULES.json, --n patients each answer the design's CAT at --sittings sittings, their true θ "
+        "following stable, slowly worsening, flaring or improving trajectories (--mix), and the alert rules are "
+        "evaluated after every sitting as the service evaluates them. DIR gets alerts-summary.json (per rule: "
+        "firings and alerts per 100 finished sittings, true/false share, sensitivity) and alerts.csv (one row "
+        "per firing). See docs/simulation.md.")
+    g.add_argument("--rules", metavar="RULES.json", help="alert rules (certainty, MID, acceptable levels, rules)")
+    g.add_argument("--sittings", type=int, default=6, metavar="K", help="sittings per patient (default 6)")
+    g.add_argument("--mix", metavar="KIND=SHARE,...",
+                   help="trajectory mix (default stable=0.4,worsening=0.2,flare=0.2,improving=0.2)")
+    g.add_argument("--abandon-rate", type=float, default=0.0, metavar="P",
+                   help="probability that a patient abandons a sitting (default 0)")
+    g.add_argument("--no-acknowledge", action="store_true",
+                   help="alerts stay open (default: each alert is acknowledged before the patient's next sitting)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=run)
 
@@ -40,6 +56,14 @@ def register(subparsers) -> None:
 
 def _check(args) -> None:
     post_hoc = args.responses is not None
+    if args.rules is not None:
+        if post_hoc or args.derive_exposure is not None:
+            raise InvalidDataError("--rules simulates a cohort of --n patients (Monte Carlo); it does not combine "
+                                   "with --responses or --derive-exposure")
+        if not 1 <= args.sittings <= 1000:
+            raise InvalidDataError(f"--sittings must be between 1 and 1000, got {args.sittings}")
+        if not (math.isfinite(args.abandon_rate) and 0 <= args.abandon_rate < 1):
+            raise InvalidDataError(f"--abandon-rate must be in [0, 1), got {args.abandon_rate}")
     if post_hoc and (args.theta_mean is not None or args.theta_sd is not None):
         raise InvalidDataError("--theta-mean/--theta-sd are for Monte Carlo simulation; post-hoc simulation takes "
                                "its simulees from --responses")
@@ -137,6 +161,8 @@ def run(args) -> int:
     design = read_design(args.design)
     _check(args)
     say = (lambda *a, **k: None) if args.quiet else print
+    if args.rules is not None:
+        return _run_cohort(args, bank, design, say)
     post_hoc = args.responses is not None
     try:
         os.makedirs(args.out, exist_ok=True)
@@ -171,3 +197,53 @@ def run(args) -> int:
         say(line)
     say(f"wrote {paths['csv']}, {paths['summary']}, {paths['report']}")
     return 0
+
+
+def _run_cohort(args, bank, design, say) -> int:
+    """``--rules``: alert rates of a rules file over a simulated cohort (:mod:`cat_prom.clinical.cohort`)."""
+    import numpy as np
+
+    from ..clinical.cohort import simulate_alerts
+    from ..clinical.rules import RuleConfig
+    from ..jsonable import dumps
+    from ..simulation.cohort import cohort_trajectories
+    config = RuleConfig.load(args.rules)
+    if args.theta_mean is not None or args.theta_sd is not None:
+        raise InvalidDataError("--theta-mean/--theta-sd do not apply to --rules: the cohort's trajectories "
+                               "start from their own distribution (docs/simulation.md)")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise InvalidDataError(f"cannot create {args.out!r}: {e.strerror}") from None
+    cohort_seq, sim_seq = np.random.SeedSequence(args.seed).spawn(2)
+    cohort = cohort_trajectories(args.n, args.sittings, rng=np.random.default_rng(cohort_seq), mix=args.mix,
+                                 direction=bank.direction)
+    sim_seed = int(sim_seq.generate_state(1)[0]) if args.seed is not None else None
+    res = simulate_alerts(bank, design, config, cohort, seed=sim_seed, abandon_rate=args.abandon_rate,
+                          acknowledge=not args.no_acknowledge)
+    res.seed = args.seed
+    summary = res.summary()
+    summary_path = os.path.join(args.out, "alerts-summary.json")
+    csv_path = os.path.join(args.out, "alerts.csv")
+    with open(summary_path, "w", encoding="utf-8") as fh:
+        fh.write(dumps(summary, indent=2))
+    res.to_csv(csv_path)
+    for line in _cohort_lines(summary, bank):
+        say(line)
+    say(f"wrote {summary_path}, {csv_path}")
+    return 0
+
+
+def _cohort_lines(s: dict, bank) -> list[str]:
+    """The table printed after a cohort alert simulation: one line per rule."""
+    def f(v, d=1, pct=False):
+        return "–" if v is None else (f"{v:.0%}" if pct else f"{v:.{d}f}")
+
+    lines = [f"alert simulation: {s['n_patients']:,} patients x {s['n_sittings']} sittings on bank {bank.id!r}; "
+             f"{s['finished_sittings']:,} finished, {s['abandoned_sittings']:,} abandoned, "
+             f"{s['not_scored_sittings']:,} not scored",
+             f"  {'rule':<20} {'firings/100':>11} {'alerts/100':>10} {'false':>6} {'sensitivity':>11}"]
+    for rule, r in list(s["by_rule"].items()) + [("all rules", s["total"])]:
+        lines.append(f"  {rule:<20} {f(r['firings_per_100_sittings']):>11} {f(r['alerts_per_100_sittings']):>10} "
+                     f"{f(r.get('false_share'), pct=True):>6} {f(r.get('sensitivity'), pct=True):>11}")
+    return lines

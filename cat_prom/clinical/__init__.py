@@ -10,12 +10,12 @@ direction), :mod:`~cat_prom.clinical.certainty` (posterior probability beyond a 
 (Goal Attainment Scaling T-scores), :mod:`~cat_prom.clinical.cohort` (alert rates of a rules
 file over simulated cohorts). What every number means for a clinician: ``docs/clinicians.md``.
 """
-from .certainty import prob_beyond, prob_beyond_normal, worse_side
+from .certainty import prob_beyond, prob_beyond_normal, prob_worse_than, worse_side
 from .change import DEFAULT_MID, RELIABLE_Z, Change, change, changes, worsening
 from .dedupe import Decision, decide
 from .gas import DEFAULT_RHO, GAS_LEVELS, gas_t_score
 from .rules import RULES, DomainScore, RuleConfig, evaluate_abandoned, evaluate_domain, severe_threshold
 
-__all__ = ["prob_beyond", "prob_beyond_normal", "worse_side", "DEFAULT_MID", "RELIABLE_Z", "Change", "change",
+__all__ = ["prob_beyond", "prob_beyond_normal", "prob_worse_than", "worse_side", "DEFAULT_MID", "RELIABLE_Z", "Change", "change",
            "changes", "worsening", "Decision", "decide", "DEFAULT_RHO", "GAS_LEVELS", "gas_t_score", "RULES",
            "DomainScore", "RuleConfig", "evaluate_abandoned", "evaluate_domain", "severe_threshold"]

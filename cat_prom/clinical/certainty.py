@@ -30,7 +30,7 @@ from scipy.special import ndtr
 
 from ..errors import InvalidDataError
 
-__all__ = ["SIDES", "prob_beyond", "prob_beyond_normal", "worse_side"]
+__all__ = ["SIDES", "prob_beyond", "prob_worse_than", "prob_beyond_normal", "worse_side"]
 
 SIDES = ("above", "below")
 _REFINE = 16  # fine nodes per grid interval
@@ -131,6 +131,16 @@ def prob_beyond(posterior, nodes, threshold, side: str = "above", *, log: bool =
     if not above:
         prob = 1.0 - prob
     return float(prob[0]) if one else prob
+
+
+def prob_worse_than(posterior, nodes, threshold, direction: str, *, log: bool = False):
+    """Posterior probability that the true value is on the clinically worse side of ``threshold``.
+
+    :func:`prob_beyond` with the side from the bank's ``direction`` (:func:`worse_side`): above on a
+    ``higher_is_worse`` bank, below on a ``higher_is_better`` one. ``nodes`` and ``threshold`` on one
+    metric (θ, or T when the nodes are given in T units).
+    """
+    return prob_beyond(posterior, nodes, threshold, worse_side(direction), log=log)
 
 
 def prob_beyond_normal(t_score: float, t_se: float, threshold_t: float, side: str = "above") -> float:

@@ -40,7 +40,7 @@ from scipy.special import ndtr
 
 from ..errors import InvalidRulesError
 from ..evidence import SCORED, score_status
-from .certainty import prob_beyond, prob_beyond_normal, worse_side
+from .certainty import prob_beyond_normal, prob_worse_than, worse_side
 from .change import DEFAULT_MID, change, worse_sign
 
 __all__ = ["RULES", "SCORE_RULES", "DEFAULT_CERTAINTY", "ACCEPTABLE_POLICIES", "RuleConfig", "DomainScore",
@@ -275,11 +275,10 @@ class DomainScore:
 
     def prob_worse_than(self, threshold_t: float) -> tuple[float, str]:
         """(P(true T is on the worse side of ``threshold_t``), method): ``"posterior"`` or ``"normal"``."""
-        side = worse_side(self.direction)
         if self.log_posterior is not None and self.nodes_t is not None:
-            return prob_beyond(np.asarray(self.log_posterior), np.asarray(self.nodes_t), threshold_t, side,
-                               log=True), "posterior"
-        return prob_beyond_normal(self.t_score, self.t_se, threshold_t, side), "normal"
+            return prob_worse_than(np.asarray(self.log_posterior), np.asarray(self.nodes_t), threshold_t,
+                                   self.direction, log=True), "posterior"
+        return prob_beyond_normal(self.t_score, self.t_se, threshold_t, worse_side(self.direction)), "normal"
 
 
 def _record(rule, score: DomainScore, certainty, required, method, threshold_t, values) -> dict:

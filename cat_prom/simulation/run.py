@@ -102,7 +102,7 @@ def simulate(bank: ItemBank, design: Design | Mapping | None = None, *, n: int |
 
 def run_cats(bank: ItemBank, design: Design, S: int, respond: Responder, rng: np.random.Generator, *,
              tables=None, blocked: np.ndarray | None = None, progress: Callable[[int, int], Any] | None = None,
-             track: bool = False, exposure_k=None) -> dict:
+             track: bool = False, exposure_k=None, posterior: bool = False) -> dict:
     """Run S CATs of the design to their end, answers from ``respond``.
 
     Parameters
@@ -123,17 +123,21 @@ def run_cats(bank: ItemBank, design: Design, S: int, respond: Responder, rng: np
         Also count, per item, the simulees for which it came up in selection (``"selected"``).
     exposure_k : array_like (n_items,), optional
         Sympson–Hetter parameters instead of the bank's.
+    posterior : bool
+        Also keep each simulee's final log posterior on the design's grid (``"log_post"``, (S, Q)).
 
     Returns
     -------
     dict of arrays indexed by simulee: ``theta``, ``se`` (S,), ``n_items`` (S,), ``items`` and
-    ``cats`` (S, L) ``-1``-padded, ``reason`` (S,) stop codes (1 + index in REASONS), and
-    ``selected`` (n_items,) or None.
+    ``cats`` (S, L) ``-1``-padded, ``reason`` (S,) stop codes (1 + index in REASONS),
+    ``selected`` (n_items,) or None, and with ``posterior`` ``log_post`` (S, Q).
     """
     state = CatState(bank, design, S, blocked=blocked, exposure_k=exposure_k, track=track, tables=tables)
     out = {"theta": np.empty(S), "se": np.empty(S), "n_items": np.zeros(S, dtype=np.intp),
            "items": np.full((S, state.capacity), -1, dtype=np.intp),
            "cats": np.full((S, state.capacity), -1, dtype=np.intp), "reason": np.zeros(S, dtype=np.int8)}
+    if posterior:
+        out["log_post"] = np.empty((S, state.grid_theta.shape[0]))
 
     def retire(codes: np.ndarray) -> None:
         stop = codes != 0
@@ -145,6 +149,8 @@ def run_cats(bank: ItemBank, design: Design, S: int, respond: Responder, rng: np
             out["items"][idx] = state.items[stop]
             out["cats"][idx] = state.cats[stop]
             out["reason"][idx] = codes[stop]
+            if posterior:
+                out["log_post"][idx] = state.lp[stop]
             state.compact(~stop)
 
     if S:

@@ -76,3 +76,23 @@ def test_calibrate_bank_example_runs_and_matches_the_command_line(tmp_path, monk
                  "--labels", "Never,Rarely,Sometimes,Often,Always", "--quiet"])
     assert code == 0
     assert ItemBank.load("out/pain-worry.json").content_hash == ItemBank.load("cli.json").content_hash
+
+
+def test_clinicians_rules_example_is_valid_and_matches_the_shipped_file():
+    """The rules file shown in docs/clinicians.md loads; the shipped example file loads too."""
+    from cat_prom.clinical import RuleConfig
+    blocks = _blocks("clinicians.md", "json")
+    assert blocks
+    for block in blocks:
+        RuleConfig.from_dict(json.loads(block))
+    RuleConfig.load(os.path.join(DOCS, "examples", "alert-rules.json"))
+
+
+def test_clinicians_gas_examples():
+    """docs/clinicians.md's GAS examples: one goal at +2 -> 70; three at -1 -> 36.3; three at +1 -> 63.7."""
+    from cat_prom.clinical import gas_t_score
+    with open(os.path.join(DOCS, "clinicians.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    assert "one goal at +2 → 70" in text and "→ 36.3" in text and "→ 63.7" in text
+    assert round(gas_t_score([2]), 1) == 70.0
+    assert round(gas_t_score([-1, -1, -1]), 1) == 36.3 and round(gas_t_score([1, 1, 1]), 1) == 63.7
