@@ -129,14 +129,15 @@ def balance_figure(rows: list[dict], groups: tuple[str, ...], width_in: float = 
             ax.bar(xs, ys, width=w, color=fills[gi % 3], edgecolor="black", hatch=hatches[gi % 3], label=g,
                    zorder=2)
     ax.axhline(0, color="black", lw=1.5, ls=(0, (5, 3)), zorder=3)
-    ax.text(1.01, 0, "acceptable\nlevel", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    ax.text(1.01, 0, "acceptable level", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
     ax.set_xticks(range(len(rows)), [r["finished_at"][:10] for r in rows], fontsize=7)
     ax.set_ylabel("T worse than acceptable", fontsize=7)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, ncols=n, loc="upper left", frameon=True)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Balance: pain, function and side effects relative to the patient's acceptable levels",
                  fontsize=9, loc="left")
-    fig.subplots_adjust(right=0.85)
+    fig.subplots_adjust(right=0.8)
     return fig
 
 

@@ -124,6 +124,8 @@ def _sparklines(tenant: str, patient: str) -> list[dict]:
 def acknowledge(patient_ref: str, alert_id: str):
     check_ref(patient_ref)
     note = request.form.get("note", "").strip()[:1000]
+    if not note:  # as in the API: an acknowledgement says what was done
+        return redirect(url_for("report.Report", patient_ref=patient_ref, done="note-needed") + "#alerts", 303)
     alert = _ext().clinical.alert(g.principal.tenant, alert_id)
     if alert["patient"] != patient_ref:
         raise Problem("alert-not-found", "No alert with this id for this patient.")

@@ -14,7 +14,8 @@ from .patients import REF_PARAM, check_ref
 
 blp = Blueprint("report", __name__, url_prefix="/v1/patients",
                 description="A patient's report for clinicians (HTML, JSON or PDF).")
-_DONE = {"acknowledged": "Alert acknowledged.", "goal-saved": "Acceptable level saved.",
+_DONE = {"acknowledged": "Alert acknowledged.",
+         "note-needed": "Not acknowledged: write a short note of what was done (e.g. “phoned the patient”).", "goal-saved": "Acceptable level saved.",
          "goal-invalid": "Not saved: give the acceptable level as a T-score between 0 and 120."}
 
 

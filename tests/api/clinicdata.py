@@ -29,3 +29,16 @@ def sitting(client, headers, patient: str, position: int, when: dt.datetime, mon
 def acceptable(client, headers, patient: str, bank: str, t: float) -> None:
     r = client.put(f"/v1/patients/{patient}/goals/{bank}", json={"t_score": t, "agreed_by": "both"}, headers=headers)
     assert r.status_code == 200, r.json
+
+
+def personal_goal(client, headers, patient: str, title: str, ratings: list[tuple[str, int]]) -> dict:
+    levels = {"-2": "cannot do it at all", "-1": "with a lot of help", "0": "with some help", "1": "alone, slowly",
+              "2": "alone, easily"}
+    r = client.post(f"/v1/patients/{patient}/personal-goals", json={"title": title, "levels": levels},
+                    headers=headers)
+    assert r.status_code == 201, r.json
+    for day, level in ratings:
+        rr = client.post(f"/v1/patients/{patient}/personal-goals/{r.json['id']}/ratings", headers=headers,
+                         json={"level": level, "rated_on": day})
+        assert rr.status_code in (200, 201), rr.json
+    return r.json

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from clinicdata import START, acceptable, sitting
+from clinicdata import START, acceptable, personal_goal, sitting
 
 REAL_BANKS = __import__("pathlib").Path(__file__).resolve().parents[2] / "item_banks"
 
@@ -29,6 +29,7 @@ def seeded(real_app, monkeypatch):
     sitting(c, keys["patient-app"], "p-1", 1, START, monkeypatch)
     sitting(c, keys["patient-app"], "p-1", 4, START + dt.timedelta(days=7), monkeypatch)
     acceptable(c, keys["clinician"], "p-1", "pain-intensity", 60)
+    personal_goal(c, keys["clinician"], "p-1", "Walk the dog", [("2026-10-01", -1), ("2026-10-08", 1)])
     return real_app, c, keys
 
 
@@ -55,6 +56,8 @@ def test_report_access_by_format_and_role(seeded):
     pain = next(d for d in r.json["domains"] if d["bank_id"] == "pain-intensity")
     assert pain["acceptable"]["t_score"] == 60 and pain["points"][-1]["reaches_mid"]
     assert r.json["open_alerts"] and r.json["latest"]["domains"][0]["questions"][0]["stem"]
+    gas = r.json["personal_goals"]
+    assert [x["level"] for x in gas["goals"][0]["ratings"]] == [-1, 1] and len(gas["gas"]["series"]) == 2
     other = c.get("/v1/patients/p-1/report?format=json", headers=keys["clinician@other"]).json
     assert other["n_sittings"] == 0 and other["open_alerts"] == [] and other["latest"] is None
     r = c.get("/v1/patients/p-1/report", headers={**keys["clinician"], "Accept": "text/html"})
@@ -81,6 +84,12 @@ def test_sign_in_cookie_csrf_sign_out_and_key_revocation(seeded):
     # Forms without a CSRF token are refused.
     alert_id = c.get("/v1/patients/p-1/report?format=json").json["open_alerts"][0]["id"]
     assert c.post(f"/clinic/patients/p-1/alerts/{alert_id}/acknowledge", data={"note": "x"}).status_code == 400
+    html = c.get("/v1/patients/p-1/report", headers={"Accept": "text/html"}).get_data(as_text=True)
+    r = c.post(f"/clinic/patients/p-1/alerts/{alert_id}/acknowledge", data={"csrf_token": _csrf(html), "note": " "})
+    assert "done=note-needed" in r.location
+    r = c.post(f"/clinic/patients/p-1/alerts/{alert_id}/acknowledge", data={"csrf_token": _csrf(html), "note": "ok"})
+    assert "done=acknowledged" in r.location
+    assert c.get(f"/v1/alerts/{alert_id}", headers=keys["clinician"]).json["status"] == "acknowledged"
     assert c.post("/clinic/patients/p-1/goals/pain-intensity", data={"t_score": "55"}).status_code == 400
     assert c.post("/clinic/sign-out").status_code == 400
     # Goal editing through the form.
@@ -139,5 +148,6 @@ def test_pdf_pages_and_text(seeded):
     assert (round(w), round(h)) == (595, 842)  # A4 in points
     text = " ".join(p.extract_text() for p in doc.pages)
     for want in ("cat-prom report · patient p-1 · 2026-10-01 to 2026-10-08", "Demonstration banks",
-                 "Open alerts", "pain intensity", "Latest sitting, question by question", "stopped:"):
+                 "Open alerts", "pain intensity", "Latest sitting, question by question", "stopped:",
+                 "Walk the dog", "GAS T-score"):
         assert want in text, want
