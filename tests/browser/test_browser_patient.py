@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from browserkit import PHONE, check_page
+from browserkit import ARTIFACTS, PHONE, check_page
 
 pytestmark = pytest.mark.browser
 
@@ -52,6 +52,31 @@ def _answer(page, seq: int, clicked: dict, checked: set, name: str) -> None:
     clicked.setdefault(seq, want)
 
 
+def _answer_by_keyboard(page, seq: int, clicked: dict) -> None:
+    """Tab to the options, move with an arrow key, press Enter: the answer is stored like a click."""
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.name") == "value":
+            break
+    else:
+        raise AssertionError("the options cannot be reached with Tab")
+    page.keyboard.press("ArrowDown")  # selects the next option
+    value = page.evaluate("document.activeElement.value")
+    item_id = page.locator("input[name=item_id]").get_attribute("value")
+    with page.expect_navigation(wait_until="load"):
+        page.keyboard.press("Enter")  # implicit submission: the form's first button, Next
+    clicked[seq] = (item_id, value)
+
+
+def _text_at_200_percent(page, name: str) -> None:
+    """WCAG 1.4.4: with text at 200% the page still fits the phone's width (no sideways scrolling)."""
+    page.evaluate("document.documentElement.style.fontSize = '200%'")
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.evaluate("document.documentElement.style.fontSize = ''")
+    assert fits, "text at 200% makes the page wider than the screen"
+
+
 def _assert_stored(view, clicked):
     stored = {a["seq"]: (a["item_id"], None if a.get("declined") else str(a["value"])) for a in view["answers"]}
     assert stored == clicked
@@ -93,8 +118,12 @@ def test_battery_with_reload_back_and_second_device(browser, server, live_app, k
     clicked: dict = {}
     checked: set = set()
     steps = 0
+    _text_at_200_percent(page, "patient-question-200-percent-text")
     while (seq := _shown_seq(page)) is not None:
-        _answer(page, seq, clicked, checked, "patient-question-js")
+        if steps == 1:
+            _answer_by_keyboard(page, seq, clicked)
+        else:
+            _answer(page, seq, clicked, checked, "patient-question-js")
         steps += 1
         if steps == 3:
             page.reload()
