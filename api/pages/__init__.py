@@ -58,7 +58,10 @@ def register(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_CHECK_DEFAULT=False,  # page blueprints call csrf.protect(); bearer-key API routes are no form target
         WTF_CSRF_TIME_LIMIT=None,  # valid as long as the browser's form cookie: a patient may pause for hours
-        WTF_CSRF_SSL_STRICT=secure,
+        # Flask-WTF's HTTPS check compares the Referer with the host, but the pages send no referrer
+        # (Referrer-Policy: no-referrer, so a link token never leaks); the token and the SameSite
+        # cookie carry the protection.
+        WTF_CSRF_SSL_STRICT=False,
     )
     csrf.init_app(app)
     from . import clinic, take

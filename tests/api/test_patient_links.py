@@ -127,3 +127,13 @@ def test_csrf_double_submit_and_validation(client, keys):
     assert client.post(_path(link), data={**form2, "action": "decline"}).status_code == 303
     view = client.get(f"/v1/sessions/{link['session_id']}", headers=keys["clinician"]).json
     assert view["answers"][-1] == {**view["answers"][-1], "seq": 2, "declined": True}
+
+
+def test_forms_work_over_https_without_a_referer(client, keys):
+    """The pages send no Referer (no-referrer), so the CSRF check must not need one over HTTPS."""
+    link = _link(client, keys["patient-app"])
+    page = client.get(_path(link), base_url="https://prom.example.org")
+    form, values = _form(page.get_data(as_text=True))
+    r = client.post(_path(link), data={**form, "value": values[0], "action": "answer"},
+                    base_url="https://prom.example.org")
+    assert r.status_code == 303, r.get_data(as_text=True)[:300]
