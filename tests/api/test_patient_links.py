@@ -63,8 +63,13 @@ def test_token_opens_its_sitting_and_nothing_else(client, keys):
     token = _path(a).rsplit("/", 1)[1]
     bearer = {"Authorization": f"Bearer {token}"}
     for url in (f"/v1/sessions/{a['session_id']}", f"/v1/sessions/{b['session_id']}", "/v1/patients/p-a/results",
-                "/v1/banks"):
+                "/v1/banks", "/v1/patients/p-a/report?format=json", "/v1/patients", "/v1/alerts"):
         assert client.get(url, headers=bearer).status_code == 401, url
+    # Nor does it open the clinician pages when put where a sign-in cookie goes.
+    client.set_cookie("cp_clinician", token)
+    assert client.get("/v1/patients/p-a/report?format=json").status_code == 401
+    assert client.get("/clinic/patients").status_code == 303
+    client.delete_cookie("cp_clinician")
     for url in (f"/v1/sessions/{a['session_id']}/responses", "/v1/patients/p-a/links", "/v1/sessions"):
         assert client.post(url, json={}, headers=bearer).status_code == 401, url
     r = client.get(_path(a) + f"?session={b['session_id']}")
@@ -137,3 +142,21 @@ def test_forms_work_over_https_without_a_referer(client, keys):
     r = client.post(_path(link), data={**form, "value": values[0], "action": "answer"},
                     base_url="https://prom.example.org")
     assert r.status_code == 303, r.get_data(as_text=True)[:300]
+
+
+@pytest.mark.postgres
+def test_link_answer_and_clinician_sign_in_on_postgres(pg_app):
+    from apihelpers import Keys
+    keys = Keys(pg_app)
+    client = pg_app.test_client()
+    link = _link(client, keys["patient-app"])
+    form, values = _form(client.get(_path(link)).get_data(as_text=True))
+    assert client.post(_path(link), data={**form, "value": values[2], "action": "answer"}).status_code == 303
+    view = client.get(f"/v1/sessions/{link['session_id']}", headers=keys["clinician"]).json
+    assert [str(a["value"]) for a in view["answers"]] == [values[2]]
+    assert client.delete(f"/v1/patients/p-001/links/{link['id']}", headers=keys["clinician"]).status_code == 200
+    assert client.get(_path(link)).status_code == 410
+    page = client.get("/clinic/sign-in").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = client.post("/clinic/sign-in", data={"csrf_token": token, "key": keys["clinician"]["Authorization"][7:]})
+    assert r.status_code == 303 and client.get("/clinic/patients").status_code == 200

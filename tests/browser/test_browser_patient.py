@@ -144,4 +144,10 @@ def test_battery_with_reload_back_and_second_device(browser, server, live_app, k
         assert steps < 80
     assert "your answers are saved" in page.locator("h1").inner_text()
     _assert_stored(_stored(live_app, keys, link["session_id"]), clicked)
+    # Withdrawn by the clinic: the same link now opens a page saying so.
+    r = live_app.test_client().delete(f"/v1/patients/p-browser-2/links/{link['id']}", headers=keys["clinician"])
+    assert r.status_code == 200
+    page.goto(url)
+    assert "withdrawn" in page.locator(".message").inner_text()
+    check_page(page, "patient-link-withdrawn")
     phone.close()
