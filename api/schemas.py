@@ -216,9 +216,14 @@ class BankListSchema(ma.Schema):
     batteries = fields.List(fields.Dict())
 
 
-class PatientResultsQuerySchema(Strict):
+class Page(Strict):
+    """``limit`` and ``offset`` of a paginated list."""
+
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10**9))
+
+
+class PatientResultsQuerySchema(Page):
     from_ = fields.AwareDateTime(data_key="from", default_timezone=dt.timezone.utc, metadata={
         "description": "Only sittings finished at or after this time (ISO 8601; UTC if no offset)."})
     to = fields.AwareDateTime(default_timezone=dt.timezone.utc, metadata={

@@ -7,7 +7,7 @@ import datetime as dt
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from .schemas import ID_RE, REF_RE, FullMatch, JsonInteger, Strict
+from .schemas import REF_RE, FullMatch, JsonInteger, Page, Strict
 
 RULES = ("above_acceptable", "severe_band", "worse_than_previous", "worse_than_baseline", "abandoned_sittings")
 _T = validate.Range(min=0, max=100)
@@ -27,11 +27,6 @@ class UtcDateTime(fields.AwareDateTime):
 
     def __init__(self, **kwargs):
         super().__init__(default_timezone=dt.timezone.utc, **kwargs)
-
-
-class Page(Strict):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10**9))
 
 
 # ----------------------------------------------------------------------------- acceptable levels
@@ -358,5 +353,3 @@ class TriageSchema(ma.Schema):
     limit = fields.Integer()
     offset = fields.Integer()
 
-
-ID_PATH = {"type": "string", "pattern": ID_RE}

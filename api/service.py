@@ -11,11 +11,14 @@ the version is unchanged* and appends the response row in the same transaction. 
 answers are therefore serialised and exactly one wins; the loser starts again and sees the
 winner's answer (same answer: the same reply; different answer: 409).
 
-A worker keeps its live sittings in memory keyed by ``(id, version)``. On a hit the answer
-costs one small read and one small conditional write; the log is not read. An entry whose
-version differs from the row's (another worker moved the sitting on) is ignored and the sitting
-is rebuilt by replaying its log; the conditional write catches a version that moved after the
-read.
+A worker keeps its live sittings in memory keyed by ``(id, version)``, with the session row as
+this worker last wrote it. An answer to the question the cached sitting offers is applied to it
+and written with ``UPDATE ... WHERE version = <cached version>`` straight away: one statement on
+PostgreSQL, no read and no log replay. If another worker or request moved the sitting on, that
+write matches no row (nothing is written) and the answer takes the checked path: read the row,
+rebuild the sitting by replaying its log if the cached version is not the row's, apply, and write
+conditionally again. An engine error on the unchecked path is only reported after a read confirms
+the cached version is still current.
 """
 from __future__ import annotations
 
@@ -37,30 +40,35 @@ from .store import (ABANDONED, EXPIRED, FINISHED, IN_PROGRESS, Advance, Response
 
 
 class SessionCache:
-    """LRU of live engine objects: ``id -> (version, battery)``.
+    """LRU of live engine objects: ``id -> (version, battery, record)``.
 
-    ``take`` removes the entry, so an object is only ever mutated by the request
-    that holds it; ``put`` returns it after the transaction committed.
+    ``take``/``pop`` remove the entry, so an object is only ever mutated by the request that
+    holds it; ``put`` returns it once the database holds the state it represents (``record`` is
+    the session row as of ``version``).
     """
 
     def __init__(self, max_size: int = 5000):
         self.max_size = max_size
-        self._d: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._d: OrderedDict[str, tuple[int, Any, SessionRecord]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def take(self, sid: str, version: int):
+    def pop(self, sid: str) -> tuple[int, Any, SessionRecord] | None:
         with self._lock:
-            hit = self._d.pop(sid, None)
+            return self._d.pop(sid, None)
+
+    def take(self, sid: str, version: int):
+        """The battery at ``version``, or None (an entry at another version is dropped)."""
+        hit = self.pop(sid)
         if hit is not None and hit[0] == version:
             self.hits += 1
             return hit[1]
         self.misses += 1
         return None
 
-    def put(self, sid: str, version: int, battery) -> None:
+    def put(self, sid: str, version: int, battery, record: SessionRecord) -> None:
         with self._lock:
-            self._d[sid] = (version, battery)
+            self._d[sid] = (version, battery, record)
             self._d.move_to_end(sid)
             while len(self._d) > self.max_size:
                 self._d.popitem(last=False)
@@ -151,9 +159,14 @@ class SessionService:
             status=FINISHED if finished else IN_PROGRESS, battery_id=battery_id, bank_ids=bank_ids, version=0,
             n_responses=0, created_at=now, updated_at=now, expires_at=now + self.ttl,
             finished_at=now if finished else None, result=jsonable(battery.results()) if finished else None)
-        self.store.insert_session(rec, battery.to_dict())
+        then = None
+        if finished and self.clinical is not None:  # nothing could be asked: every domain not scored
+            def then(conn):
+                self.clinical.on_finished(conn, tenant=tenant, patient=rec.patient_ref, session_id=rec.id,
+                                          battery=battery, now=now)
+        self.store.insert_session(rec, battery.to_dict(), then=then)
         if not finished:
-            self.cache.put(rec.id, 0, battery)
+            self.cache.put(rec.id, 0, battery, rec)
         return self.render(rec, battery, now)
 
     def _domains(self, args: dict, tenant: str) -> tuple[list[str], list[tuple]]:
@@ -229,6 +242,12 @@ class SessionService:
         seq, item_id = args["seq"], args["item_id"]
         declined = bool(args.get("declined", False))
         value = None if declined else args["value"]
+        hit = self.cache.pop(sid)
+        if hit is not None:
+            version, battery, rec = hit
+            if rec.tenant == tenant and seq == rec.n_responses + 1 and effective_status(rec, utcnow()) == IN_PROGRESS:
+                return self._apply_unchecked(rec, battery, item_id, value, declined)
+            self.cache.put(sid, version, battery, rec)  # not for this request: back, untouched
         # The response row and the session update commit together, so a response with
         # seq <= n_responses is always there once the session row says so.
         rec = self.store.get_session(sid, tenant)
@@ -258,22 +277,39 @@ class SessionService:
             battery.decline(item_id)  # engine errors propagate; the object is simply dropped
         else:
             battery.answer(item_id, value)
-        adv = self._advance(rec, battery, ResponseRecord(seq, item_id, value, declined, now))
+        return self._write(rec, battery, ResponseRecord(seq, item_id, value, declined, now))
+
+    def _apply_unchecked(self, rec: SessionRecord, battery, item_id: str, value, declined: bool) -> dict | None:
+        """Apply the answer to a cached sitting without reading its row first; None when the row
+        had moved on (the caller then takes the checked path)."""
+        try:
+            battery.decline(item_id) if declined else battery.answer(item_id, value)
+        except CatPromError:
+            current = self.store.get_session(rec.id, rec.tenant)
+            if current is not None and current.version == rec.version:
+                raise  # the cached state was the current one: the answer is wrong
+            return None  # stale cache: decide on the current state
+        return self._write(rec, battery, ResponseRecord(rec.n_responses + 1, item_id, value, declined, utcnow()))
+
+    def _write(self, rec: SessionRecord, battery, response: ResponseRecord) -> dict | None:
+        """Store ``response`` (already applied to ``battery``) if the row is still at ``rec.version``."""
+        adv = self._advance(rec, battery, response)
         then = None
         if adv.status == FINISHED and self.clinical is not None:
             # domain results, alerts and their outbox rows commit with the finishing answer, or not at all
             def then(conn):
-                self.clinical.on_finished(conn, tenant=tenant, patient=rec.patient_ref, session_id=sid,
-                                          battery=battery, now=now)
-        if not self.store.advance(sid, rec.version, adv, then=then):
+                self.clinical.on_finished(conn, tenant=rec.tenant, patient=rec.patient_ref, session_id=rec.id,
+                                          battery=battery, now=response.created_at)
+        if not self.store.advance(rec.id, rec.version, adv, then=then):
             return None  # another request moved the session on first (nothing written): start again
+        new = _advanced(rec, adv)
         if adv.status == FINISHED:
             # A finished sitting takes no more answers (a retry re-renders from the log), so it is
             # not kept: the cache holds only live sittings.
-            self.cache.discard(sid)
+            self.cache.discard(rec.id)
         else:
-            self.cache.put(sid, adv.version, battery)
-        return self.render(_advanced(rec, adv), battery, now)
+            self.cache.put(rec.id, adv.version, battery, new)
+        return self.render(new, battery, response.created_at)
 
     def _advance(self, rec: SessionRecord, battery, response: ResponseRecord) -> Advance:
         """What accepting ``response`` (already applied to ``battery``) writes."""
@@ -315,7 +351,7 @@ class SessionService:
             battery = self.cache.take(sid, rec.version)
             if battery is None:
                 battery = self._replay(sid, rec.n_responses)
-            self.cache.put(sid, rec.version, battery)
+            self.cache.put(sid, rec.version, battery, rec)
         return self.render(rec, battery, now, answers=log)
 
     def abandon(self, tenant: str, sid: str) -> None:
@@ -325,7 +361,7 @@ class SessionService:
             def then(conn, before):
                 self.clinical.on_abandoned(conn, tenant=tenant, patient=before.patient_ref, session_id=sid,
                                            recent=lambda n: self.store.recent_statuses(conn, tenant,
-                                                                                       before.patient_ref, n),
+                                                                                       before.patient_ref, n, now),
                                            now=now)
         before = self.store.abandon(sid, tenant, now, then=then)
         if before is None:

@@ -5,7 +5,8 @@ import dataclasses
 import datetime as dt
 from typing import Callable
 
-from ..store import SessionStore, as_utc, utcnow
+from ..service import iso as service_iso
+from ..store import SessionStore, utcnow
 from ..problems import Problem
 from ..registry import Registry
 
@@ -21,11 +22,10 @@ ALERT_DEFAULTS = {"enabled_rules": list(DEFAULT_RULES), "certainty": DEFAULT_CER
 
 
 def iso(t) -> str | None:
-    if t is None:
-        return None
-    if isinstance(t, dt.datetime):
-        return as_utc(t).isoformat().replace("+00:00", "Z")
-    return t.isoformat()
+    """A datetime as the service writes it (:func:`api.service.iso`, UTC with ``Z``); a date as ISO 8601."""
+    if isinstance(t, dt.date) and not isinstance(t, dt.datetime):
+        return t.isoformat()
+    return service_iso(t)
 
 
 def plain(record, *, drop: tuple = (), rename: dict | None = None) -> dict:

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+
+from sqlalchemy.exc import OperationalError
 
 from cat_prom.jsonable import dumps
 
 from ..store import clinical as store
 from ..store import outbox
 from .common import ALERT_DEFAULTS, DEFAULT_MID_T, iso
+
+log = logging.getLogger("cat_prom.api.clinical")
 
 
 def domain_result_rows(tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list[dict]:
@@ -52,14 +57,30 @@ def _score(rec, bank):
 
 class EvaluateMixin:
     def on_finished(self, conn, *, tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list:
-        """Store the sitting's domain results and run the alert rules; returns the alerts opened."""
+        """Store the sitting's domain results and run the alert rules; returns the alerts opened.
+
+        The rules run in a savepoint: should they fail on something unforeseen (a bug, not the
+        database going away), their writes are undone and logged as an error, and the answer and
+        the domain results still commit: a patient is never left unable to finish a sitting."""
+        store.lock_patient(conn, self.db.is_postgres, tenant, patient)
+        store.insert_domain_results(conn, domain_result_rows(tenant, patient, session_id, battery, now))
+        try:
+            with store.savepoint(conn):
+                return self._evaluate(conn, tenant, patient, session_id, battery, now)
+        except OperationalError:
+            raise  # the database is unavailable: the answer fails too (503) and is retried whole
+        except Exception as e:
+            log.error("alert rules failed for session %s (%s); the answer and its scores were kept, no alert "
+                      "was evaluated", session_id, type(e).__name__)
+            return []
+
+    def _evaluate(self, conn, tenant, patient, session_id, battery, now) -> list:
         from cat_prom.clinical.rules import DomainScore, evaluate_domain
 
-        store.lock_patient(conn, self.db.is_postgres, tenant, patient)
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
-        config = rule_config(settings, store.bank_settings(conn, tenant))
+        bank_settings = store.bank_settings(conn, tenant)
+        config = rule_config(settings, bank_settings)
         baselines = store.current_baselines(conn, tenant, patient)
-        store.insert_domain_results(conn, domain_result_rows(tenant, patient, session_id, battery, now))
         opened = []
         for s in battery.sessions:
             current = DomainScore.from_session(s)
@@ -70,7 +91,7 @@ class EvaluateMixin:
             earlier = [h for h in history if h.session_id != session_id]
             previous = earlier[-1] if earlier else None
             baseline = _baseline(earlier, baselines.get(bank.id))
-            acceptable_t, _ = self.acceptable_t(conn, tenant, patient, bank.id)
+            acceptable_t, _ = self.acceptable_t(conn, tenant, patient, bank.id, bank_settings)
             records = evaluate_domain(current, config=config, acceptable_t=acceptable_t,
                                       previous=None if previous is None else _score(previous, bank),
                                       baseline=None if baseline is None else _score(baseline, bank))
@@ -81,8 +102,9 @@ class EvaluateMixin:
         return opened
 
     def on_abandoned(self, conn, *, tenant: str, patient: str, session_id: str, recent, now: dt.datetime) -> list:
-        """The optional ``abandoned_sittings`` rule: the patient's last n sittings were all abandoned.
-        ``recent(n)`` gives the statuses of the patient's n newest sittings, newest first."""
+        """The optional ``abandoned_sittings`` rule, run when a sitting is abandoned: the patient's last
+        n sittings were all abandoned or expired. ``recent(n)`` gives the statuses of the patient's n
+        newest sittings, newest first (sittings past their expiry as ``expired``)."""
         from cat_prom.clinical.rules import evaluate_abandoned
 
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)

@@ -63,13 +63,16 @@ class GoalsMixin(Base):
         return {"patient": patient, "current": [current[b] for b in sorted(current)],
                 "history": [self._level(r, self.registry.banks.get(r.bank_id)) for r in history]}
 
-    def acceptable_t(self, conn, tenant: str, patient: str, bank_id: str) -> tuple[float | None, str | None]:
+    def acceptable_t(self, conn, tenant: str, patient: str, bank_id: str,
+                     bank_settings: dict | None = None) -> tuple[float | None, str | None]:
         """The patient's current acceptable T for a bank and where it comes from (``patient`` or
-        ``clinic_default``), or (None, None)."""
+        ``clinic_default``), or (None, None). ``bank_settings``: the tenant's, if already read."""
         rec = store.current_acceptable(conn, tenant, patient, bank_id)
         if rec is not None:
             return rec.t_bound, "patient"
-        s = store.bank_settings(conn, tenant).get(bank_id)
+        if bank_settings is None:
+            bank_settings = store.bank_settings(conn, tenant)
+        s = bank_settings.get(bank_id)
         if s is not None and s.default_acceptable_t is not None:
             return s.default_acceptable_t, "clinic_default"
         return None, None

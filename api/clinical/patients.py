@@ -43,18 +43,16 @@ class PatientsMixin(Base):
             open_alerts = store.open_alerts_by_patient(conn, tenant)
             last_answered = store.last_answered(conn, tenant)
             mids = self._mids(conn, tenant)
-        series: dict[tuple[str, str], list] = {}
+        series: dict[str, dict[str, list]] = {}  # patient -> bank -> scored results, oldest first
         for r in scored:
-            series.setdefault((r.patient_ref, r.bank_id), []).append(r)
+            series.setdefault(r.patient_ref, {}).setdefault(r.bank_id, []).append(r)
         alerts_by: dict[str, list] = {}
         for a in open_alerts:
             alerts_by.setdefault(a.patient_ref, []).append(a)
         rows = []
         for patient, last_finished in patients:
             domains, worst = [], 0.0
-            for (p, bank_id), hist in sorted(series.items()):
-                if p != patient:
-                    continue
+            for bank_id, hist in sorted(series.get(patient, {}).items()):
                 last = hist[-1]
                 ch = None
                 if len(hist) > 1:
@@ -64,7 +62,8 @@ class PatientsMixin(Base):
                 domains.append({"bank_id": bank_id, "domain": last.domain, "t_score": last.t_score,
                                 "t_se": last.t_se, "band": last.band, "finished_at": iso(last.finished_at),
                                 "session_id": last.session_id, "change": ch})
-            mine = sorted(alerts_by.get(patient, []), key=lambda a: a.opened_at, reverse=True)
+            mine = sorted(sorted(alerts_by.get(patient, []), key=lambda a: (a.bank_id, a.rule)),
+                          key=lambda a: a.opened_at, reverse=True)  # newest first; then by domain and rule
             rows.append({"patient": patient, "open_alerts": len(mine),
                          "alerts": [{"id": a.id, "bank_id": a.bank_id, "rule": a.rule, "certainty": a.certainty,
                                      "opened_at": iso(a.opened_at)} for a in mine],

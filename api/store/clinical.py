@@ -3,6 +3,7 @@ takes the connection of the caller's transaction, so the finishing answer can wr
 results, alerts and outbox rows in one transaction, and returns plain records."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -140,6 +141,14 @@ class Alert:
     acknowledged_by: str | None
     ack_record: str | None
     note: str | None
+
+
+@contextlib.contextmanager
+def savepoint(conn: Connection):
+    """A nested transaction (SAVEPOINT): what fails inside is undone without undoing the caller's
+    transaction."""
+    with conn.begin_nested():
+        yield
 
 
 def lock_patient(conn: Connection, is_postgres: bool, tenant: str, patient: str) -> None:
@@ -380,7 +389,7 @@ def list_alerts(conn: Connection, tenant: str, *, status: str | None = None, pat
             q = q.where(col == v)
     if since is not None:
         q = q.where(c.updated_at >= since)
-    q = q.order_by(c.opened_at.desc(), c.id.desc()).limit(limit).offset(offset)
+    q = q.order_by(c.opened_at.desc(), c.bank_id, c.rule, c.id).limit(limit).offset(offset)
     return [_rec(Alert, r) for r in conn.execute(q).all()]
 
 

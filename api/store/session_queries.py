@@ -71,8 +71,10 @@ def _response_params(resp: ResponseRecord) -> dict[str, Any]:
 class SessionQueries:
     """Sittings and their response logs. Mixed into :class:`api.store.SessionStore`."""
 
-    def insert_session(self, rec: SessionRecord, config: dict) -> None:
-        """Create a sitting: its summary and its immutable ``config`` (the engine's state without log)."""
+    def insert_session(self, rec: SessionRecord, config: dict,
+                       then: Callable[[Connection], None] | None = None) -> None:
+        """Create a sitting: its summary and its immutable ``config`` (the engine's state without log);
+        ``then(conn)`` runs in the same transaction (a sitting finished at creation: its domain results)."""
         with self.write() as conn:
             conn.execute(_INS_SESSION, {
                 "id": rec.id, "tenant": rec.tenant, "patient_ref": rec.patient_ref, "status": rec.status,
@@ -80,6 +82,8 @@ class SessionQueries:
                 "version": rec.version, "n_responses": rec.n_responses, "created_at": rec.created_at,
                 "updated_at": rec.updated_at, "expires_at": rec.expires_at, "finished_at": rec.finished_at,
                 "result": None if rec.result is None else dumps(rec.result)})
+            if then is not None:
+                then(conn)
 
     def get_session(self, sid: str, tenant: str) -> SessionRecord | None:
         """The sitting ``sid`` of ``tenant`` without its config, or None (one autocommit statement)."""
@@ -88,18 +92,22 @@ class SessionQueries:
         return None if r is None else _session_record(r)
 
     def get_replay(self, sid: str, upto: int) -> tuple[dict, list[ResponseRecord]]:
-        """What a replay needs: the sitting's config and its log up to ``seq == upto``, read in one
-        snapshot."""
-        with self.read() as conn:
+        """What a replay needs: the sitting's config and its log up to ``seq == upto``. Two autocommit
+        statements need no common snapshot: the config never changes, and the log rows up to a
+        ``seq`` the caller has seen committed are all there and never change either."""
+        with self.read(snapshot=False) as conn:
             config = conn.execute(_SEL_CONFIG, {"p_sid": sid}).scalar_one()
             log = [_response_record(r) for r in conn.execute(_SEL_LOG, {"p_sid": sid, "p_upto": upto})]
         return json.loads(config), log
 
-    def recent_statuses(self, conn: Connection, tenant: str, patient_ref: str, n: int) -> list[str]:
-        """The statuses of the patient's ``n`` newest sittings, newest first, in the caller's transaction."""
-        q = (sa.select(sessions.c.status).where(sessions.c.tenant == tenant, sessions.c.patient_ref == patient_ref)
+    def recent_statuses(self, conn: Connection, tenant: str, patient_ref: str, n: int,
+                        now: dt.datetime) -> list[str]:
+        """The statuses of the patient's ``n`` newest sittings as of ``now`` (an in-progress sitting
+        past its expiry is ``expired``), newest first, in the caller's transaction."""
+        q = (sa.select(sessions.c.status, sessions.c.expires_at)
+             .where(sessions.c.tenant == tenant, sessions.c.patient_ref == patient_ref)
              .order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(n))
-        return list(conn.execute(q).scalars())
+        return [EXPIRED if st == IN_PROGRESS and now > as_utc(exp) else st for st, exp in conn.execute(q)]
 
     def get_response(self, sid: str, seq: int) -> ResponseRecord | None:
         with self.read(snapshot=False) as conn:

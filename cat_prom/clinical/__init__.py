@@ -16,6 +16,7 @@ from .dedupe import Decision, decide
 from .gas import DEFAULT_RHO, GAS_LEVELS, gas_t_score
 from .rules import RULES, DomainScore, RuleConfig, evaluate_abandoned, evaluate_domain, severe_threshold
 
-__all__ = ["prob_beyond", "prob_beyond_normal", "prob_worse_than", "worse_side", "DEFAULT_MID", "RELIABLE_Z", "Change", "change",
-           "changes", "worsening", "Decision", "decide", "DEFAULT_RHO", "GAS_LEVELS", "gas_t_score", "RULES",
-           "DomainScore", "RuleConfig", "evaluate_abandoned", "evaluate_domain", "severe_threshold"]
+__all__ = ["prob_beyond", "prob_beyond_normal", "prob_worse_than", "worse_side", "DEFAULT_MID", "RELIABLE_Z",
+           "Change", "change", "changes", "worsening", "Decision", "decide", "DEFAULT_RHO", "GAS_LEVELS",
+           "gas_t_score", "RULES", "DomainScore", "RuleConfig", "evaluate_abandoned", "evaluate_domain",
+           "severe_threshold"]

@@ -90,7 +90,10 @@ class Change:
 
 def change(t_from: float, se_from: float, t_to: float, se_to: float, *, direction: str = "higher_is_worse",
            mid: float = DEFAULT_MID, z: float = RELIABLE_Z) -> Change:
-    """The :class:`Change` from a sitting scored ``t_from`` ± ``se_from`` to one scored ``t_to`` ± ``se_to`` (T units)."""
+    """The :class:`Change` from a sitting scored ``t_from`` ± ``se_from`` to one scored ``t_to`` ± ``se_to``.
+
+    All in T units; ``direction`` is the bank's, ``mid`` the domain's MID, ``z`` the reliable-change z.
+    """
     t1, t2 = _number(t_from, "t_from"), _number(t_to, "t_to")
     s1, s2 = _number(se_from, "se_from", nonnegative=True), _number(se_to, "se_to", nonnegative=True)
     mid = _number(mid, "mid", positive=True)

@@ -154,7 +154,8 @@ class RuleConfig:
         if "rules" in d:
             rules = _obj(d["rules"], "rules", RULES)
             for name, r in rules.items():
-                r = _obj(r, f"rules.{name}", ("enabled", "certainty") + (("n",) if name == "abandoned_sittings" else ()))
+                keys = ("enabled", "certainty") + (("n",) if name == "abandoned_sittings" else ())
+                r = _obj(r, f"rules.{name}", keys)
                 if "enabled" in r:
                     if not isinstance(r["enabled"], bool):
                         raise _bad(f"rules.{name}.enabled must be true or false", f"rules.{name}.enabled")

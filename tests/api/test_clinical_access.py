@@ -167,6 +167,19 @@ def test_abandoned_sittings_rule(client, keys):
     assert a["rule"] == "abandoned_sittings" and a["bank_id"] == "*" and a["details"]["consecutive_abandoned"] == 3
 
 
+def test_expired_sittings_count_as_abandoned(client, keys, monkeypatch):
+    import datetime as dt
+    admin, app_h, clin = keys["admin"], keys["patient-app"], keys["clinician"]
+    client.put("/v1/settings/alerts", headers=admin, json={"enabled_rules": ["abandoned_sittings"], "abandoned_n": 2})
+    client.post("/v1/sessions", headers=app_h, json={"banks": ["pain-intensity"], "patient": "p-ex"})  # left open
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=8)  # past the 7-day expiry
+    monkeypatch.setattr("api.service.utcnow", lambda: later)
+    sid = client.post("/v1/sessions", headers=app_h, json={"banks": ["pain-intensity"], "patient": "p-ex"}).json["id"]
+    assert client.delete(f"/v1/sessions/{sid}", headers=app_h).status_code == 204
+    alerts = client.get("/v1/alerts", headers=clin).json["alerts"]
+    assert [(a["rule"], a["details"]["consecutive_abandoned"]) for a in alerts] == [("abandoned_sittings", 2)]
+
+
 @pytest.mark.postgres
 def test_two_sittings_finishing_at_once_open_one_alert_on_postgres(pg_app):
     """Both sittings of one patient finish in the same instant and both exceed the goal: the patient

@@ -150,6 +150,21 @@ def test_all_declined_domain_is_not_scored_and_never_alerts(client, keys, clock)
     assert tri[0]["patient"] == "p-d" and tri[0]["domains"] == []
 
 
+def test_sitting_finished_at_creation_is_recorded_not_scored(client, keys, clock):
+    """Every item excluded: the sitting finishes at creation, not scored, and still counts as a sitting."""
+    bank = client.get("/v1/banks/pain-intensity", headers=keys["clinician"]).json
+    ids = [i["id"] for i in bank["items"]]
+    r = client.post("/v1/sessions", headers=keys["patient-app"],
+                    json={"banks": ["pain-intensity"], "patient": "p-x", "exclude_items": ids})
+    assert r.status_code == 201 and r.json["status"] == "finished"
+    assert r.json["results"][0]["status_reason"] == "no_eligible_items"
+    clock.t += dt.timedelta(minutes=1)  # the period of /stats ends now, exclusive
+    st = client.get("/v1/alerts/stats", headers=keys["clinician"]).json
+    assert st["finished_sittings"] == 1 and st["alerts"] == 0
+    res = client.get("/v1/patients/p-x/results", headers=keys["clinician"]).json["sessions"][0]["results"][0]
+    assert res["status"] == "not_scored" and res["t_score"] is None and res["change"] is None
+
+
 def test_goal_as_classification_threshold(client, keys, clock):
     app_h = keys["patient-app"]
     body = {"banks": ["pain-intensity"], "patient": "p-g",
@@ -226,3 +241,18 @@ def test_personal_goals_and_gas_t_scores(client, keys, clock):
     client.put("/v1/settings/alerts", headers=keys["admin"], json={"enabled_rules": [], "gas_rho": 0.5})
     gas = client.get("/v1/patients/p-1/personal-goals", headers=clin).json["gas"]
     assert gas["rho"] == 0.5 and gas["series"][0]["t_score"] == pytest.approx(t([-1], [1], rho=0.5), abs=1e-9)
+
+
+def test_a_failing_rule_never_blocks_the_finishing_answer(client, keys, clock, monkeypatch, caplog):
+    """An unforeseen error in the rules is logged and undone; the answer and its scores are kept."""
+    import cat_prom.clinical.rules as rules
+
+    def boom(*a, **k):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(rules, "evaluate_domain", boom)
+    view = _sitting(client, keys["patient-app"], "p-bug", 4)
+    assert view["results"][0]["status"] == "scored"
+    res = client.get("/v1/patients/p-bug/results", headers=keys["clinician"]).json["sessions"]
+    assert len(res) == 1 and res[0]["results"][0]["change"] is not None  # domain results were stored
+    assert client.get("/v1/alerts", headers=keys["clinician"]).json["alerts"] == []
+    assert any("alert rules failed" in r.getMessage() and "p-bug" not in r.getMessage() for r in caplog.records)

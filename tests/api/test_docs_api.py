@@ -47,3 +47,31 @@ def test_request_bodies_in_the_walkthrough_are_accepted(text, app, keys):
     r = client.post(f"/v1/sessions/{r.json['id']}/responses", headers=h,
                     json=dict(answer, item_id=q["item_id"], value=q["options"][answer["value"] - 1]["value"]))
     assert r.status_code == 200, r.json
+
+
+def test_example_replies_are_what_the_service_sends(text):
+    """docs/examples/api/*.json and the ```json blocks after `<!-- example: NAME -->` in docs/api.md are
+    real replies (docs/examples/make_api_examples.py). On failure, run that script and commit."""
+    import importlib.util
+
+    path = DOC.parent / "examples" / "make_api_examples.py"
+    spec = importlib.util.spec_from_file_location("make_api_examples", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    examples = mod.generate()
+    assert set(re.findall(r"<!-- example: ([a-z-]+) -->", text)) == set(examples)
+    for name, obj in examples.items():
+        assert (mod.OUT / f"{name}.json").read_text(encoding="utf-8") == mod.render(obj), name
+    assert mod.doc_with(text, examples) == text, "docs/api.md examples drifted; run docs/examples/make_api_examples.py"
+
+
+def test_every_serve_variable_is_documented(text):
+    """The variables `cat-prom serve` reads (CAT_PROM_HOST, CAT_PROM_PORT, ...) are in docs/api.md's table
+    and the README names the host and port ones."""
+    cli = (DOC.parents[1] / "api" / "cli.py").read_text(encoding="utf-8")
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    names = set(re.findall(r'os\.environ\.get\("(CAT_PROM_[A-Z_]+)"', cli))
+    assert {"CAT_PROM_HOST", "CAT_PROM_PORT"} <= names
+    for name in names:
+        assert f"| `{name}` |" in text, name
+    assert "`CAT_PROM_HOST`" in readme and "`CAT_PROM_PORT`" in readme

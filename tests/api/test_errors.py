@@ -227,6 +227,7 @@ def test_database_error_on_the_answer_route_is_503(app, client, patient_h, monke
     r = client.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-db"}, headers=patient_h)
     assert r.status_code == 201
     q = r.json["question"]
+    app.extensions["cat_prom"].sessions.cache.clear()  # a cached sitting is answered without this read
     monkeypatch.setattr(api.store.session_queries, "_SEL_SESSION",
                         sa.text("SELECT * FROM no_such_table WHERE id = :p_sid AND tenant = :p_tenant"))
     r2 = client.post(f"/v1/sessions/{r.json['id']}/responses", headers=patient_h,

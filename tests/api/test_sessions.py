@@ -274,6 +274,39 @@ def test_concurrent_different_answers_exactly_one_wins(tmp_path, banks_dir):
         app.extensions["cat_prom"].store.dispose()
 
 
+def test_stale_worker_cache_is_caught_by_the_conditional_write(tmp_path, banks_dir):
+    """Worker A answers from its cache without reading the row; when worker B moved the sitting on,
+    A's write matches no row and A decides on the current state: an identical retry gets B's reply,
+    a different answer 409 seq-conflict (not an engine error computed on A's stale sitting)."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    a, b = make_app(banks_dir, url), make_app(banks_dir, url)
+    from apihelpers import Keys
+    h = Keys(a)["patient-app"]
+    ca, cb = a.test_client(), b.test_client()
+    v = ca.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-stale"}, headers=h).json  # cached in A
+    sid = v["id"]
+    r1 = answer(cb, h, sid, v["question"], 2)  # B answers: A's cached sitting is one answer behind
+    # an item A's stale sitting does not offer: no engine error from stale state, the seq was taken
+    r = answer(ca, h, sid, dict(v["question"], item_id=r1.json["question"]["item_id"]), 1)
+    assert r.status_code == 409 and r.json["type"].endswith(":seq-conflict")
+    assert ca.get(f"/v1/sessions/{sid}", headers=h).status_code == 200  # A caches the sitting again
+    r2 = answer(cb, h, sid, r1.json["question"], 3)  # ... and B moves it on again
+    assert answer(ca, h, sid, r1.json["question"], 3).json == r2.json  # identical retry through A
+    ca.get(f"/v1/sessions/{sid}", headers=h)
+    r3 = answer(cb, h, sid, r2.json["question"], 4)
+    r = answer(ca, h, sid, r2.json["question"], 1)  # a different answer through A
+    assert r.status_code == 409 and r.json["type"].endswith(":seq-conflict")
+    r4 = answer(ca, h, sid, r3.json["question"], 5)  # A continues on the current state (and caches it)
+    assert r4.status_code == 200 and r4.json["n_responses"] == 4
+    assert cb.delete(f"/v1/sessions/{sid}", headers=h).status_code == 204  # B abandons
+    r = answer(ca, h, sid, r4.json["question"], 1)  # A's cache still says in progress
+    assert r.status_code == 409 and r.json["type"].endswith(":session-abandoned")
+    g = cb.get(f"/v1/sessions/{sid}", headers=h).json
+    assert [x["value"] for x in g["answers"]] == [2, 3, 4, 5]
+    for app in (a, b):
+        app.extensions["cat_prom"].store.dispose()
+
+
 def test_repo_demo_banks_and_battery(tmp_path):
     """The service on the repository's own item_banks/ (what `make run` serves)."""
     from api.config import DEFAULT_BANKS_DIR

@@ -168,3 +168,16 @@ def test_cli_rules_errors(tmp_path):
                   ["--rules", RULES, "--n", "5", "--sittings", "0"], ["--rules", RULES, "--n", "5", "--mix", "walk=1"],
                   ["--rules", RULES, "--n", "5", "--derive-exposure", "0.2"]):
         assert main(["simulate", "--bank", bank, "--out", str(tmp_path / "o"), "--quiet", *extra]) != 0
+
+
+def test_benchmark_script_runs(tmp_path):
+    """benchmarks/alert_simulation.py runs and prints its tables (timings are never asserted)."""
+    import subprocess
+    import sys
+    out = tmp_path / "alerts.md"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "alert_simulation.py"), "--patients",
+                           "10", "--sittings", "2", "--repeat", "1", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| pain-interference | all rules |" in proc.stdout and "| physical-function | severe_band |" in proc.stdout
+    assert out.read_text(encoding="utf-8") + "\n" == proc.stdout  # print() adds one newline

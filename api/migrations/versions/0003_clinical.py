@@ -1,13 +1,19 @@
 """Clinical layer (issue 8): domain results, acceptable levels, settings, personal goals (GAS),
 baselines, alerts, webhook endpoints, the alert outbox and its delivery log.
 
-New tables only; existing sittings get no domain_results rows (change and alerts start with the
-sittings finished after this migration).
+Existing finished sittings get their domain_results rows from their stored results, so change
+over time includes them. A domain stored before "not scored" existed (no ``status`` key) is scored
+only if the patient answered at least one of its questions; otherwise it becomes ``not_scored``
+without a number (the T 50 such results used to carry had no evidence behind it), in the stored
+session result too; scored domains gain ``"status": "scored"``. No alerts are raised for past
+sittings.
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26
 """
+import json
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -186,6 +192,50 @@ def upgrade() -> None:
         sa.Column("at", TS, nullable=False),
     )
     op.create_index("ix_deliveries_outbox_id", "deliveries", ["outbox_id"])
+
+
+    _backfill_domain_results()
+
+
+# Frozen table shapes for the data step (never the application's tables in a migration).
+_sessions = sa.table("sessions", sa.column("id", sa.String), sa.column("tenant", sa.String),
+                     sa.column("patient_ref", sa.String), sa.column("status", sa.String),
+                     sa.column("finished_at", sa.DateTime(timezone=True)), sa.column("result", sa.Text))
+_domain_results = sa.table("domain_results", *(sa.column(c) for c in (
+    "session_id", "bank_id", "tenant", "patient_ref", "domain", "direction", "status", "status_reason", "theta",
+    "se", "t_score", "t_se", "band", "finished_at")))
+
+
+def _backfill_domain_results() -> None:
+    from cat_prom.evidence import SCORED, score_status
+
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(_sessions).where(_sessions.c.status == "finished",
+                                                   _sessions.c.result.isnot(None))).all()
+    out = []
+    for r in rows:
+        result, changed = json.loads(r.result), False
+        for d in result:
+            status, reason = d.get("status"), d.get("status_reason")
+            if status is None:  # stored before "not scored" existed: decide from the answers
+                n_answered = int(d.get("n_answered") or 0)
+                status, reason = score_status(n_answered + int(d.get("n_declined") or 0), n_answered)
+                d["status"], d["status_reason"] = status, reason
+                if status != SCORED:  # the stored result itself loses its evidence-free number
+                    d.update(theta=None, se=None, t_score=None, t_se=None, band=None, flag="")
+                changed = True
+            scored = status == SCORED and d.get("t_score") is not None
+            out.append({"session_id": r.id, "bank_id": d["bank_id"], "tenant": r.tenant, "patient_ref": r.patient_ref,
+                        "domain": d.get("domain") or d["bank_id"], "direction": d.get("direction") or "higher_is_worse",
+                        "status": status if scored else "not_scored", "status_reason": None if scored else reason,
+                        "theta": d.get("theta") if scored else None, "se": d.get("se") if scored else None,
+                        "t_score": d.get("t_score") if scored else None, "t_se": d.get("t_se") if scored else None,
+                        "band": d.get("band") if scored else None, "finished_at": r.finished_at})
+        if changed:
+            conn.execute(_sessions.update().where(_sessions.c.id == r.id).values(
+                result=json.dumps(result, separators=(",", ":"), ensure_ascii=False)))
+    if out:
+        conn.execute(_domain_results.insert(), out)
 
 
 def downgrade() -> None:
