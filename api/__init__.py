@@ -22,6 +22,7 @@ from cat_prom.errors import InvalidDataError
 from cat_prom.jsonfile import parse_json
 
 from .config import load_config
+from .pages import FORM_BLUEPRINTS
 from .problems import Problem, register as register_problems
 from .registry import Registry
 from .clinical import ClinicalService
@@ -113,21 +114,22 @@ def create_app(config: dict | None = None) -> Flask:
                     clinical=clinical)
     app.extensions["cat_prom"] = ext
 
-    from . import headers, limits
-    from .smorest import Api
-    from .routes import alerts, banks, goals, health, keys, patients, reference, sessions, settings as settings_routes
+    from . import fhir, headers, limits, pages
+    from .routes import alerts, banks, goals, health, keys, links, patients, report, reference, sessions
+    from .routes import settings as settings_routes
     from .routes import simulations, webhooks
-    from . import fhir
+    from .smorest import Api
 
     api = Api(app)
     register_problems(app)
     headers.init_app(app)
     limits.init_app(app)
-    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, goals.blp, alerts.blp, settings_routes.blp,
-                webhooks.blp, keys.blp, simulations.blp):
+    for blp in (health.blp, banks.blp, sessions.blp, patients.blp, report.blp, links.blp, goals.blp, alerts.blp,
+                settings_routes.blp, webhooks.blp, keys.blp, simulations.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
     fhir.init_app(app)  # /fhir: FHIR R4 + SDC adaptive questionnaires (api/fhir/, docs/fhir.md)
+    pages.register(app)
     _install_hooks(app)
     return app
 
@@ -138,7 +140,8 @@ def _install_hooks(app: Flask) -> None:
         g.t0 = time.perf_counter()
         rid = request.headers.get("X-Request-ID", "")
         g.request_id = rid if _RID_RE.match(rid) else uuid.uuid4().hex
-        if request.method in _BODY_METHODS and request.routing_exception is None:
+        if (request.method in _BODY_METHODS and request.routing_exception is None
+                and request.blueprint not in FORM_BLUEPRINTS):  # pages post HTML forms, not JSON
             _parse_body()
 
     @app.after_request

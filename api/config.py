@@ -30,6 +30,11 @@ takes the same keys (without the prefix or with it) to override them in tests.
                                sitting: ~3 KB per question). Default 1048576
 ``CAT_PROM_FHIR_SIGNING_KEY``  key of the signed ``$next-question`` state (docs/fhir.md). Default: derived from
                                ``CAT_PROM_SECRET_KEY``, else a random key kept in ``<instance>/fhir-signing.key``
+``CAT_PROM_COOKIE_SECURE``     mark the pages' cookies ``Secure`` (sent over HTTPS only). Default 1; set 0 only
+                               for local development over plain HTTP
+``CAT_PROM_WEB_SESSION_TTL``   seconds a clinician's browser sign-in lasts. Default 28800 (8 hours)
+``CAT_PROM_FORM_SECRET``       key that signs the pages' CSRF tokens; the same in every worker and host. Default:
+                               derived from ``CAT_PROM_SECRET_KEY``, else a random key kept in the instance folder
 =============================  ==========================================================
 """
 from __future__ import annotations
@@ -63,6 +68,9 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "FHIR_BASE_URL": (None, str),
     "FHIR_SIGNING_KEY": (None, str),
     "FHIR_MAX_BODY_BYTES": (1048576, int),
+    "COOKIE_SECURE": (True, lambda v: str(v).strip().lower() not in ("0", "false", "no", "off", "")),
+    "WEB_SESSION_TTL": (8 * 3600, int),
+    "FORM_SECRET": (None, str),
 }
 
 

@@ -124,8 +124,16 @@ def authenticate() -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Problem("unauthorized", "Send your API key as `Authorization: Bearer <key>`.",
                       headers={"WWW-Authenticate": 'Bearer realm="cat-prom"'})
-    if len(token) > 200 or not token.startswith(KEY_PREFIX):
+    p = verify_key(token)
+    if p is None:
         raise _invalid()
+    return p
+
+
+def verify_key(token: str) -> Principal | None:
+    """The principal of a valid, unrevoked key; None otherwise (also used by the clinician sign-in page)."""
+    if len(token) > 200 or not token.startswith(KEY_PREFIX):
+        return None
     cfg = current_app.config
     h = hash_key(token, cfg.get("CAT_PROM_SECRET_KEY"))
     ttl = cfg.get("CAT_PROM_KEY_CACHE_TTL", 2.0)
@@ -133,7 +141,7 @@ def authenticate() -> Principal:
     if p is None:
         row = current_app.extensions["cat_prom"].store.key_by_hash(h)
         if row is None or row.revoked_at is not None:
-            raise _invalid()
+            return None
         p = Principal(row.id, row.tenant, row.role, row.name)
         if ttl > 0:
             _CACHE.put(h, p)

@@ -33,6 +33,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "bank-not-found": (404, "Item bank not found"),
     "battery-not-found": (404, "Battery not found"),
     "key-not-found": (404, "API key not found"),
+    "link-not-found": (404, "Patient link not found"),
     "alert-not-found": (404, "Alert not found"),
     "webhook-not-found": (404, "Webhook endpoint not found"),
     "method-not-allowed": (405, "Method not allowed"),

@@ -350,3 +350,41 @@ class ProblemSchema(ma.Schema):
     seq = fields.Integer(metadata={"description": "seq-conflict, seq-out-of-order: the `seq` that was sent"})
     next_seq = fields.Integer(allow_none=True, metadata={
         "description": "seq-conflict, seq-out-of-order: the `seq` the session expects next (null when done)"})
+
+
+class CreateLinkSchema(Strict):
+    OPENAPI_EXTRA = {
+        "oneOf": [{"required": ["banks"]}, {"required": ["battery"]}],
+        "example": {"battery": "pain-core", "expires_at": "2026-12-01T18:00:00Z"},
+    }
+
+    banks = CreateSessionSchema._declared_fields["banks"]
+    battery = CreateSessionSchema._declared_fields["battery"]
+    expires_at = fields.AwareDateTime(metadata={
+        "description": "When the link stops working (with a time zone). Default and latest: the sitting's own "
+                       "expiry (CAT_PROM_SESSION_TTL from now)."})
+
+    @ma.validates_schema
+    def _one_source(self, data, **kwargs):
+        CreateSessionSchema._one_source(self, data, **kwargs)
+
+
+class LinkSchema(ma.Schema):
+    id = fields.String(metadata={"description": "Link id (to revoke it)."})
+    url = fields.String(metadata={"description": "The address to give the patient: /take/<token>. Shown once; "
+                                                "only a hash of the token is stored."})
+    patient = fields.String()
+    session_id = fields.String(metadata={"description": "The sitting the link opens (and nothing else)."})
+    battery = fields.String(allow_none=True)
+    banks = fields.List(fields.String())
+    created_at = fields.String()
+    expires_at = fields.String()
+    revoked_at = fields.String(allow_none=True)
+
+
+class ReportQuerySchema(Strict):
+    format = fields.String(validate=validate.OneOf(["html", "json", "pdf"]), metadata={
+        "description": "`html` (browsers), `json` (apps) or `pdf` (A4, for the record). Default: HTML when the "
+                       "client prefers it (Accept), else JSON."})
+    done = fields.String(metadata={"description": "Set by the report's own forms after a change (a message to "
+                                                  "show); ignored otherwise."})

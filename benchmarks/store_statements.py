@@ -75,6 +75,12 @@ class PgTrace:
         self.f = open(self.path, "w+")
         self.pos = 0
 
+        self.add(engine)
+
+    def add(self, engine) -> None:
+        from sqlalchemy import event
+        import psycopg.pq as pq
+
         @event.listens_for(engine, "connect")
         def _trace(dbapi_conn, record):
             dbapi_conn.pgconn.trace(self.f.fileno())
@@ -124,13 +130,16 @@ def main() -> int:
     ext = app.extensions["cat_prom"]
     store = getattr(ext, "store", None) or ext.db
     counter = Counter()
-    engine = store.engine
-    engine.dispose()  # every connection from here on is traced
+    engines = getattr(store, "engines", (store.engine,))
     trace = None
-    if args.db == "sqlite":
-        _install_sqlite(engine, counter)
-    else:
-        trace = PgTrace(engine, counter)
+    for engine in engines:
+        engine.dispose()  # every connection from here on is traced
+        if args.db == "sqlite":
+            _install_sqlite(engine, counter)
+        elif trace is None:
+            trace = PgTrace(engine, counter)
+        else:
+            trace.add(engine)
 
     def take():
         if trace is not None:

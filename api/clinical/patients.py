@@ -62,7 +62,8 @@ class PatientsMixin(Base):
                 domains.append({"bank_id": bank_id, "domain": last.domain, "t_score": last.t_score,
                                 "t_se": last.t_se, "band": last.band, "finished_at": iso(last.finished_at),
                                 "session_id": last.session_id, "change": ch})
-            mine = sorted(alerts_by.get(patient, []), key=lambda a: a.opened_at, reverse=True)
+            mine = sorted(sorted(alerts_by.get(patient, []), key=lambda a: (a.bank_id, a.rule)),
+                          key=lambda a: a.opened_at, reverse=True)  # newest first; then by domain and rule
             rows.append({"patient": patient, "open_alerts": len(mine),
                          "alerts": [{"id": a.id, "bank_id": a.bank_id, "rule": a.rule, "certainty": a.certainty,
                                      "opened_at": iso(a.opened_at)} for a in mine],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .engine import Database, as_utc, utcnow
 from .key_queries import KeyQueries
+from .pages import PageQueries
 from .records import Advance, KeyRecord, ResponseRecord, SessionRecord
 from .session_queries import ABANDONED, EXPIRED, FINISHED, IN_PROGRESS, SessionQueries
 from .tables import api_keys, metadata, responses, sessions
@@ -13,7 +14,8 @@ __all__ = ["SessionStore", "Advance", "KeyRecord", "ResponseRecord", "SessionRec
            "IN_PROGRESS", "FINISHED", "ABANDONED", "EXPIRED", "metadata", "api_keys", "sessions", "responses"]
 
 
-class SessionStore(SessionQueries, KeyQueries, Database):
+class SessionStore(SessionQueries, KeyQueries, PageQueries, Database):
     """The database of the service: engine and transactions (:class:`~api.store.engine.Database`),
     sittings and their response logs (:class:`~api.store.session_queries.SessionQueries`) and API keys
-    (:class:`~api.store.key_queries.KeyQueries`)."""
+    (:class:`~api.store.key_queries.KeyQueries`), patient links and clinician web sessions
+    (:class:`~api.store.pages.PageQueries`)."""

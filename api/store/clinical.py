@@ -389,7 +389,7 @@ def list_alerts(conn: Connection, tenant: str, *, status: str | None = None, pat
             q = q.where(col == v)
     if since is not None:
         q = q.where(c.updated_at >= since)
-    q = q.order_by(c.opened_at.desc(), c.id.desc()).limit(limit).offset(offset)
+    q = q.order_by(c.opened_at.desc(), c.bank_id, c.rule, c.id).limit(limit).offset(offset)
     return [_rec(Alert, r) for r in conn.execute(q).all()]
 
 

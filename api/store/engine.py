@@ -56,12 +56,17 @@ class Database:
                                  "use sqlite:////path/to/file.sqlite")
             self.sqlite_path = os.path.abspath(path)
             os.makedirs(os.path.dirname(self.sqlite_path), exist_ok=True)
-            self.engine = sa.create_engine(
-                self.url.set(database=self.sqlite_path),
-                connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=8, max_overflow=16,
-            )
-            _install_sqlite_hooks(self.engine, sqlite_synchronous)
+            url = self.url.set(database=self.sqlite_path)
+            connect_args = {"timeout": 30, "check_same_thread": False}
+            self.engine = sa.create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=8)
+            # Autocommit reads: the driver connection is in autocommit mode already (see
+            # _install_sqlite_hooks), so no BEGIN is sent and there is nothing to roll back on return.
+            auto = sa.create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=8,
+                                    pool_reset_on_return=None)
+            for eng in (self.engine, auto):
+                _install_sqlite_hooks(eng, sqlite_synchronous)
+            self._autocommit_engine = auto.execution_options(sqlite_begin="NONE")
+            self._immediate_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             if self.url.drivername == "postgresql":  # choose psycopg 3 by default
                 self.url = self.url.set(drivername="postgresql+psycopg")
@@ -73,14 +78,18 @@ class Database:
                 options.append(f"-csynchronous_commit={pg_synchronous_commit}")
             if options:
                 connect_args["options"] = " ".join(options)
-            self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_size=8, max_overflow=16,
+            self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_size=4, max_overflow=8,
                                            pool_pre_ping=False)
-        # The same engine and pool with the options of autocommit and of SQLite's write transactions
-        # set once, rather than copied onto every connection.
-        self._autocommit_engine = self.engine.execution_options(
-            **({"sqlite_begin": "NONE"} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))
-        if self.is_sqlite:
-            self._immediate_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            # A second pool whose connections stay in autocommit mode: the answer route's statements
+            # pay no isolation-level switch on checkout and no ROLLBACK on return.
+            self._autocommit_engine = sa.create_engine(
+                self.url, connect_args=connect_args, pool_size=4, max_overflow=8, pool_pre_ping=False,
+                isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+
+    @property
+    def engines(self) -> tuple[Engine, Engine]:
+        """Both pools: transactions (``engine``) and autocommit statements."""
+        return self.engine, self._autocommit_engine
 
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
@@ -136,11 +145,12 @@ class Database:
         return self._lock_fd
 
     def ping(self) -> None:
-        with self.read(snapshot=False) as conn:
+        with self.read() as conn:
             conn.execute(sa.select(sa.func.count()).select_from(api_keys).limit(1))
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for eng in self.engines:
+            eng.dispose()
         if self._lock_fd is not None and self._lock_pid == os.getpid():
             os.close(self._lock_fd)
         self._lock_fd = None

@@ -111,9 +111,10 @@ class SessionQueries:
         return None if r is None else _session_record(r)
 
     def get_replay(self, sid: str, upto: int) -> tuple[dict, list[ResponseRecord]]:
-        """What a replay needs: the sitting's config and its log up to ``seq == upto``, read in one
-        snapshot."""
-        with self.read() as conn:
+        """What a replay needs: the sitting's config and its log up to ``seq == upto``. Two autocommit
+        statements need no common snapshot: the config never changes, and the log rows up to a
+        ``seq`` the caller has seen committed are all there and never change either."""
+        with self.read(snapshot=False) as conn:
             config = conn.execute(_SEL_CONFIG, {"p_sid": sid}).scalar_one()
             log = [_response_record(r) for r in conn.execute(_SEL_LOG, {"p_sid": sid, "p_upto": upto})]
         return json.loads(config), log

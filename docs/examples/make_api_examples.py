@@ -32,7 +32,10 @@ _TIMES = {"created_at": "2026-11-22T12:15:36.868710Z", "updated_at": "2026-11-22
           "expires_at": "2026-11-29T12:17:02.104522Z", "revoked_at": None}
 _STANDINS = {"request_id": "5c0e8a5d6f0b4c1e9d7a3b2f1e0c9d8a", "key": "cpk_3kX9...(43 characters)",
              "session_id": "f450d1de-8456-4bd9-b908-e30e4cb363ab"}
-_KEEP = {"options": 2, "items": 2, "answers": 2, "results": 1, "sessions": 1}
+_KEEP = {"options": 2, "items": 2, "answers": 2, "results": 1, "sessions": 1, "history": 2, "by_rule": 2}
+#: clinical-layer ids (alerts, personal goals, webhooks and their secrets) -> stand-ins
+_ID_STANDINS = {"al_": "al_3f9c0e5a1b7d24c6e8f0", "goal_": "goal_8d2e4f6a0b1c3e5f", "whsec_": "whsec_...(43 characters)",
+                "wh_": "wh_1a2b3c4d5e6f7a8b9c0d"}
 
 
 def _clean(obj, key=None):
@@ -46,8 +49,15 @@ def _clean(obj, key=None):
         return _TIMES[key]
     if key in _STANDINS and obj is not None:
         return _STANDINS[key]
-    if key == "id" and isinstance(obj, str) and obj.startswith("key_"):
+    if isinstance(obj, str) and obj.startswith("key_"):
         return "key_5f0c2a7e9b1d3c48"
+    if isinstance(obj, str) and obj.startswith(tuple(_ID_STANDINS)):
+        return next(v for k, v in _ID_STANDINS.items() if obj.startswith(k))
+    if isinstance(obj, str) and (key or "").endswith("_at"):
+        return _TIMES["updated_at"]
+    if key in ("rated_on", "date", "since", "until") and isinstance(obj, str):
+        return {"rated_on": "2026-11-22", "date": "2026-11-22", "since": "2026-10-23T12:19:02.417731Z",
+                "until": "2026-11-22T12:19:02.417731Z"}[key]
     if isinstance(obj, str):
         return _UUID.sub(_STANDINS["session_id"], obj)
     if isinstance(obj, float):
@@ -96,9 +106,51 @@ def generate() -> dict[str, object]:
             out["finished"] = v
             out["patient-results"] = c.get(f"/v1/patients/{PATIENT}/results?limit=100&offset=0",
                                            headers=clinician).json
+            out.update(_clinical(c, admin, h, clinician, store))
         finally:
             store.dispose()
     return {name: _clean(obj) for name, obj in out.items()}
+
+
+def _clinical(c, admin, app_h, clinician, store) -> dict[str, object]:
+    """docs/api.md §10: settings, a goal, two more sittings (the last one worse), alerts, triage,
+    personal goals, a webhook and the body the worker would POST."""
+    import sqlalchemy as sa
+
+    from api.store import outbox
+
+    out: dict[str, object] = {}
+    c.put("/v1/settings/banks/pain-intensity", headers=admin, json={"default_acceptable_t": 60, "mid_t": 5})
+    r = c.post("/v1/webhooks", headers=admin, json={"url": "https://ward.example.org/cat-prom-alerts",
+                                                    "description": "ward 3 inbox"})
+    out["webhook-create"] = r.json
+    r = c.put(f"/v1/patients/{PATIENT}/goals/pain-intensity", headers=app_h,
+              json={"t_score": 55, "agreed_by": "both", "note": "agreed at the March review"})
+    out["goal-put"] = r.json
+    for category in (1, 3):
+        v = c.post("/v1/sessions", headers=app_h, json={"banks": ["pain-intensity"], "patient": PATIENT,
+                                                        "seed": SEED}).json
+        while v["status"] == "in_progress":
+            q = v["question"]
+            v = c.post(f"/v1/sessions/{v['id']}/responses", headers=app_h, json={
+                "seq": q["seq"], "item_id": q["item_id"], "value": q["options"][category]["value"]}).json
+    out["goals"] = c.get(f"/v1/patients/{PATIENT}/goals", headers=clinician).json
+    res = c.get(f"/v1/patients/{PATIENT}/results", headers=clinician).json
+    out["clinical-domain-result"] = next(d for d in res["sessions"][-1]["results"] if d["bank_id"] == "pain-intensity")
+    out["alerts"] = c.get("/v1/alerts?status=open&domain=pain-intensity", headers=clinician).json
+    out["triage"] = c.get("/v1/patients?limit=50&offset=0", headers=clinician).json
+    out["alert-stats"] = c.get("/v1/alerts/stats", headers=clinician).json
+    levels = {"-2": "cannot leave the house", "-1": "to the end of the street", "0": "to the shop with one rest",
+              "1": "to the shop and back without a rest", "2": "to the park and back"}
+    g = c.post(f"/v1/patients/{PATIENT}/personal-goals", headers=app_h,
+               json={"title": "Walk to the shop and back", "weight": 1, "levels": levels}).json
+    c.post(f"/v1/patients/{PATIENT}/personal-goals/{g['id']}/ratings", headers=app_h,
+           json={"level": 0, "note": "managed it twice this week"})
+    out["personal-goals"] = c.get(f"/v1/patients/{PATIENT}/personal-goals", headers=clinician).json
+    with store.read() as conn:
+        payload = conn.execute(sa.select(outbox.outbox.c.payload).order_by(outbox.outbox.c.id)).scalars().first()
+    out["webhook-payload"] = json.loads(payload)
+    return out
 
 
 def _layout(obj, indent: int, width: int) -> str:

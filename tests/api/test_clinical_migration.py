@@ -26,7 +26,7 @@ def _check(url, schema=None):
     migrated.migrate("0002")
     with migrated.read() as conn:
         assert not set(CLINICAL) & set(sa.inspect(conn).get_table_names())
-    migrated.migrate()
+    migrated.migrate("0003")
     with migrated.read() as conn:
         got = _describe(conn, CLINICAL)
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
