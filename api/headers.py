@@ -5,6 +5,7 @@
   reference page and its script do): sessions, answers, scores and patient histories must not be
   kept by a browser, an app's HTTP cache or a proxy. Simpler and safer than listing the routes
   that carry patient data, and it costs nothing: no API response is worth caching.
+* HTML pages (:mod:`api.pages.headers`) add their ``Content-Security-Policy`` to these.
 * The reference page sets its own ``Content-Security-Policy`` (``frame-ancestors 'none'``), see
   :mod:`api.routes.reference`; ``X-Frame-Options: DENY`` says the same to older browsers.
 
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-_ALWAYS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+ALWAYS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
 
 def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(resp: Response) -> Response:
-        for name, value in _ALWAYS.items():
+        for name, value in ALWAYS.items():
             resp.headers.setdefault(name, value)
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp

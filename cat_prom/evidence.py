@@ -38,5 +38,13 @@ def score_status(n_asked: int, n_answered: int, finished: bool = True) -> tuple[
 
 
 def is_scored(result) -> bool:
-    """Whether a domain result (a dict of :meth:`cat_prom.session.CatSession.result`) carries a score."""
-    return result.get("status") == SCORED and result.get("t_score") is not None
+    """Whether a domain result (a dict of :meth:`cat_prom.session.CatSession.result`) carries a score.
+
+    A result written before results had a ``status`` counts as scored only if it has a T-score
+    and at least one answer (such results gave T 50 for a domain with no answers)."""
+    if result.get("t_score") is None:
+        return False
+    status = result.get("status")
+    if status is None:
+        return int(result.get("n_answered") or 0) > 0
+    return status == SCORED

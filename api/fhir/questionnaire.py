@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from cat_prom.evidence import is_scored
+
 from .codes import (DECLINED, EXT_ADAPTIVE, EXT_DATA_ABSENT, EXT_VERSION_ALGORITHM, PROFILE_Q_ADAPT,
                     PROFILE_Q_ADAPT_SEARCH, SCORES, SEMVER, CS_BATTERY, CS_VERSION_ALGORITHM, answer_codings,
                     bank_codings, coding, item_codings, score_coding)
@@ -118,15 +120,6 @@ def contained(target, base: str, offered: list, finished: bool, state_ext: dict)
     if items:
         q["item"] = items
     return q
-
-
-def is_scored(result: dict) -> bool:
-    """A domain has a score only when at least one item was answered (a sitting of declines, or a
-    domain that asked nothing, is "not scored": no number is reported). Reads the engine's
-    ``status`` (``"not_scored"``) where the result has one, else its answer count."""
-    if result.get("status") == "not_scored" or result.get("t_score") is None:
-        return False
-    return int(result.get("n_answered") or 0) > 0
 
 
 #: the engine's status_reason of a not-scored domain -> data-absent-reason code

@@ -10,6 +10,7 @@ import uuid
 from flask import Blueprint, Response, current_app, g, request
 
 from ..keys import ROLES, require
+from ..limits import per_key
 from ..problems import Problem
 from ..schemas import REF_RE
 from .codes import FHIR_MEDIA_TYPE, FHIR_ID
@@ -107,12 +108,14 @@ def questionnaire(qid):
 
 @bp.post("/Questionnaire/$next-question")
 @require(*NEXT_QUESTION_ROLES)
+@per_key("answers")  # each call carries one answer: the same per-key limit as the JSON API's answers
 def next_question():
     return _next(None)
 
 
 @bp.post("/Questionnaire/<string:qid>/$next-question")
 @require(*NEXT_QUESTION_ROLES)
+@per_key("answers")
 def next_question_instance(qid):
     return _next(qid)
 
@@ -126,6 +129,7 @@ def _next(qid):
 
 @bp.post("/QuestionnaireResponse")
 @require(*NEXT_QUESTION_ROLES)
+@per_key("sessions")  # stores a sitting, like starting one
 def questionnaire_response_create():
     """Store a sitting finished through ``$next-question`` (a distinct action, as SDC asks: the
     operation itself stores nothing). The response is verified and replayed exactly like

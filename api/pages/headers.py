@@ -4,11 +4,13 @@
   and images from this origin only (charts are SVG images in ``data:`` URLs), forms post only
   here, no framing (``frame-ancestors 'none'``), no ``<base>`` tricks.
 - ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` (a link token in the URL
-  never leaks to another site), ``X-Frame-Options: DENY`` for old browsers.
+  never leaks to another site), ``X-Frame-Options: DENY`` for old browsers: :data:`api.headers.ALWAYS`.
 - ``Cache-Control: no-store``: pages show answers or scores, so no copy in any cache or in the
   browser's back/forward history (going back re-asks the server, which shows the current question).
 """
 from __future__ import annotations
+
+from ..headers import ALWAYS
 
 CSP = ("default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -16,9 +18,7 @@ CSP = ("default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self' 
 
 def page_headers(resp):
     resp.headers["Content-Security-Policy"] = CSP
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers.update(ALWAYS)  # nosniff, no-referrer, DENY: the same as every response (api.headers)
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Pragma"] = "no-cache"
     return resp

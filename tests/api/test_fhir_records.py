@@ -199,6 +199,7 @@ def test_domain_with_nothing_to_ask_is_not_asked(fapp):
     ({"n_answered": 0, "n_declined": 0, "t_score": 50.0}, "not-asked"),
 ])
 def test_not_scored_reasons(result, code):
-    from api.fhir.questionnaire import absent_reason, is_scored
+    from api.fhir.questionnaire import absent_reason
+    from cat_prom.evidence import is_scored
     assert not is_scored(result) and absent_reason(result) == code
     assert is_scored({"status": "scored", "n_answered": 1, "t_score": 48.0})

@@ -230,3 +230,21 @@ def test_client_address_behind_a_proxy(tmp_path, banks_dir, trusted):
         assert wrong("203.0.113.2") == (401 if trusted else 429)
     finally:
         srv.stop()
+
+
+def test_fhir_next_question_counts_as_answers(tmp_path, banks_dir):
+    """$next-question carries one answer per call: the per-key answers limit applies to it too."""
+    from apihelpers import Keys, make_app
+    app = make_app(banks_dir, f"sqlite:///{tmp_path / 'f.sqlite'}", RATE_LIMIT_ANSWERS="2/minute")
+    try:
+        h = {**Keys(app)["patient-app"], "Content-Type": "application/fhir+json"}
+        c = app.test_client()
+        qr = {"resourceType": "QuestionnaireResponse", "status": "in-progress",
+              "questionnaire": "bank.pain-intensity"}
+        codes = [c.post("/fhir/Questionnaire/$next-question", headers=h, json=qr).status_code for _ in range(3)]
+        assert codes[:2] != [429, 429] and codes[2] == 429, codes
+        r = c.post("/fhir/Questionnaire/$next-question", headers=h, json=qr)
+        assert r.status_code == 429 and r.mimetype == "application/fhir+json" and "Retry-After" in r.headers
+        assert r.get_json()["resourceType"] == "OperationOutcome"
+    finally:
+        app.extensions["cat_prom"].store.dispose()
