@@ -30,6 +30,10 @@ class Sessions(MethodView):
     @blp.response(201, SessionSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="bank-not-found or battery-not-found",
                       content_type="application/problem+json")
+    @blp.alt_response(429, schema=ProblemSchema, content_type="application/problem+json",
+                      description="too-many-requests: this key started too many sessions "
+                                  "(CAT_PROM_RATE_LIMIT_SESSIONS); see Retry-After",
+                      headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}})
     def post(self, args):
         """Start a sitting: one or more banks, or a battery. Returns the first question."""
         view = _svc().create(g.principal.tenant, args)
@@ -66,6 +70,10 @@ class Responses(MethodView):
                                   "session-finished, session-abandoned, bank-changed")
     @blp.alt_response(410, schema=ProblemSchema, description="session-expired",
                       content_type="application/problem+json")
+    @blp.alt_response(429, schema=ProblemSchema, content_type="application/problem+json",
+                      description="too-many-requests: this key posted too many answers "
+                                  "(CAT_PROM_RATE_LIMIT_ANSWERS); see Retry-After",
+                      headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}})
     def post(self, args, session_id):
         """Answer (or decline) the current question; returns the next question or the results.
 

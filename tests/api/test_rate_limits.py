@@ -248,3 +248,27 @@ def test_fhir_next_question_counts_as_answers(tmp_path, banks_dir):
         assert r.get_json()["resourceType"] == "OperationOutcome"
     finally:
         app.extensions["cat_prom"].store.dispose()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_count_through_redis(tmp_path, banks_dir, redis_url):
+    """A real `cat-prom serve` with 2 worker processes: sessions started on new connections (which
+    land on either worker) are counted once for the key, so exactly the limit gets through."""
+    import concurrent.futures as cf
+
+    from apiserver import Server, request
+    from api import keys as keys_mod
+    from api.store import SessionStore
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    db = SessionStore(url)
+    db.migrate()
+    h = {"Authorization": "Bearer " + keys_mod.create_key(db, role="patient-app", name="t")["key"]}
+    db.dispose()
+    srv = Server(db_url=url, banks_dir=banks_dir, workers=2, log_path=tmp_path / "s.log",
+                 extra_env={"CAT_PROM_REDIS_URL": redis_url, "CAT_PROM_RATE_LIMIT_SESSIONS": "5/minute"}).wait_ready()
+    try:
+        with cf.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: request(srv.base, "POST", "/v1/sessions", START, h)[0], range(24)))
+        assert sorted(set(codes)) == [201, 429] and codes.count(201) == 5, codes
+    finally:
+        srv.stop()
