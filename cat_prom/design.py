@@ -30,7 +30,7 @@ Keys (see ``docs/design.md`` for the full reference):
     ``false``; stop after the first answer if it is the healthiest option.
 ``prior``
     ``{"mean": 0, "sd": 1}``, a normal (population) prior on θ; or ``{"type": "previous",
-    "drift_sd_per_week": 0.1, "mixture_weight": 0.8}``: for a returning patient, a mixture of a normal
+    "drift_sd_per_week": 0.05, "mixture_weight": 0.8}``: for a returning patient, a mixture of a normal
     around the last sitting's estimate and the population prior (:mod:`cat_prom.priors`; the
     previous sitting is passed to the session, the design only sets the policy). EAP only.
 ``grid``
@@ -97,7 +97,7 @@ def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_ope
 
 #: Defaults of the previous-sitting prior (``{"type": "previous"}``), chosen by the longitudinal simulation
 #: (``benchmarks/longitudinal.py``; ``docs/design.md``, "Previous-sitting prior").
-PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.1, "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2}
+PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.05, "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2}
 
 
 def _check_prior(p, estimator: str) -> dict:

@@ -170,36 +170,46 @@ def prior_report(prior: Mapping, previous: PreviousSitting | None, *, change_pro
 
 
 def estimate_drift_sd(theta1, se1, theta2, se2, elapsed_days) -> dict:
-    r"""Method-of-moments drift SD per week from pairs of consecutive scored sittings.
+    r"""Drift SD per week from pairs of consecutive sittings scored by EAP with the population prior.
 
-    Under a random walk of true θ with variance :math:`\delta^2` per week and estimates with
-    independent errors of variance :math:`SE^2`,
+    EAP estimates are shrunk towards the prior mean, so their differences understate true change
+    and their posterior SDs are not independent errors; the estimate therefore works with the
+    *disattenuated* moments (as :func:`cat_prom.calibration.correlation.estimate_correlation` does):
+    for EAP, :math:`\mathrm{Var}(	heta_t) = \mathrm{Var}(\hat	heta_t) + \overline{SE_t^2}` exactly, the
+    reliability is :math:`\lambda_t = \mathrm{Var}(\hat	heta_t) / \mathrm{Var}(	heta_t)`, and
+    :math:`\mathrm{Cov}(	heta_1, 	heta_2) pprox \mathrm{Cov}(\hat	heta_1, \hat	heta_2) /
+    (\lambda_1\lambda_2)` (independent measurement at the two sittings; Spearman's correction). Then
 
     .. math::
 
-        E\big[(\hat\theta_2 - \hat\theta_1)^2\big] = SE_1^2 + SE_2^2 + \delta^2\, t,
+        \hat\delta^2 = rac{\mathrm{Var}(	heta_1) + \mathrm{Var}(	heta_2) - 2\,\mathrm{Cov}(	heta_1,
+        	heta_2) + (ar{\hat	heta}_2 - ar{\hat	heta}_1)^2}{ar t}
 
-    so :math:`\hat\delta^2 = \sum_i [(\hat\theta_{2i} - \hat\theta_{1i})^2 - SE_{1i}^2 - SE_{2i}^2] / \sum_i t_i`
-    (least squares through the origin with weights :math:`1/t_i`), floored at 0. Use pairs scored
-    without the previous-sitting prior (population prior), so that the estimates' errors are
-    independent of the previous sitting.
+    with :math:`ar t` the mean elapsed time in weeks (a random walk adds :math:`\delta^2` per week to
+    the expected squared change), floored at 0. Use pairs with similar intervals, from patients in a
+    steady phase of care (a trend or a flare in the sample is counted as drift), a few hundred at least.
 
     Parameters
     ----------
     theta1, se1, theta2, se2, elapsed_days : array_like (n,)
+        EAP estimates and posterior SDs at the earlier and the later sitting, and the days between them.
 
     Returns
     -------
-    dict with ``drift_sd_per_week``, ``n_pairs`` and ``mean_elapsed_days``.
+    dict with ``drift_sd_per_week``, ``n_pairs``, ``mean_elapsed_days`` and ``reliability`` (λ₁, λ₂).
     """
     arrs = [np.asarray(x, dtype=float).ravel() for x in (theta1, se1, theta2, se2, elapsed_days)]
     n = arrs[0].shape[0]
-    if n == 0 or any(a.shape[0] != n for a in arrs) or not all(np.isfinite(a).all() for a in arrs):
-        raise InvalidDataError("estimate_drift_sd needs equally long, finite, non-empty arrays")
+    if n < 10 or any(a.shape[0] != n for a in arrs) or not all(np.isfinite(a).all() for a in arrs):
+        raise InvalidDataError("estimate_drift_sd needs equally long, finite arrays of at least 10 pairs")
     t1, s1, t2, s2, days = arrs
-    weeks = days / DAYS_PER_WEEK
-    if (weeks <= 0).any():
+    if (days <= 0).any():
         raise InvalidDataError("every pair of sittings needs a positive elapsed time")
-    num = float(np.sum((t2 - t1) ** 2 - s1 ** 2 - s2 ** 2))
-    return {"drift_sd_per_week": math.sqrt(max(num, 0.0) / float(weeks.sum())), "n_pairs": int(n),
-            "mean_elapsed_days": float(days.mean())}
+    v1, v2 = float(np.var(t1)), float(np.var(t2))
+    var1, var2 = v1 + float(np.mean(s1 ** 2)), v2 + float(np.mean(s2 ** 2))
+    lam1, lam2 = v1 / var1, v2 / var2
+    cov = float(np.mean((t1 - t1.mean()) * (t2 - t2.mean()))) / (lam1 * lam2)
+    msq = var1 + var2 - 2.0 * cov + float(t2.mean() - t1.mean()) ** 2
+    weeks = float(days.mean()) / DAYS_PER_WEEK
+    return {"drift_sd_per_week": math.sqrt(max(msq, 0.0) / weeks), "n_pairs": int(n),
+            "mean_elapsed_days": float(days.mean()), "reliability": [lam1, lam2]}

@@ -29,8 +29,9 @@ def register(subparsers) -> None:
     g.add_argument("--interval-days", type=float, default=14.0, metavar="D", help="days between sittings (14)")
     g.add_argument("--designs", default="today,previous,joint,both",
                    help="designs to compare: today, previous (+previous-sitting prior), joint (+joint scoring), both")
-    g.add_argument("--min-items", type=int, metavar="N",
-                   help="min_items of every domain in the designs other than today (default: the battery's)")
+    g.add_argument("--min-items", metavar="N|BANK=N,...",
+                   help="min_items of every domain (N) or of some (BANK=N,...) in the designs other than today "
+                        "(default: the battery's)")
     g.add_argument("--prior", metavar="JSON", help="previous-sitting prior parameters, e.g. "
                                                   "'{\"mixture_weight\": 0.8, \"drift_sd_per_week\": 0.1}'")
     p.add_argument("--design", metavar="DESIGN.json", help="CAT design (default: the PROMIS default design)")

@@ -24,6 +24,25 @@ def _prior(text):
     return p
 
 
+def _min_items(text, banks):
+    """``--min-items``: "N" for every domain, or "bank=N,bank=N" for some."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return int(text)
+        out = {}
+        for part in filter(None, (x.strip() for x in text.split(","))):
+            b, _, k = part.partition("=")
+            out[b.strip()] = int(k)
+    except ValueError:
+        raise InvalidDataError(f"--min-items takes N or bank=N,...; got {text!r}") from None
+    bad = sorted(set(out) - set(banks))
+    if bad:
+        raise InvalidDataError(f"--min-items names bank {bad[0]!r}, which is not in the battery")
+    return out
+
+
 def run_battery(args) -> int:
     import numpy as np
 
@@ -54,11 +73,12 @@ def run_battery(args) -> int:
                             rng=np.random.default_rng(cohort_seq))
     run_seed = int(run_seq.generate_state(1)[0])
     prior = _prior(args.prior)
+    min_items = _min_items(args.min_items, battery.banks)
     say = (lambda *a, **k: None) if args.quiet else print
     results, timing = {}, {}
     meta = dict(cohort["params"])
     for name in names:
-        opts = design_options(name, battery, prior=prior, min_items=args.min_items)
+        opts = design_options(name, battery, prior=prior, min_items=min_items)
         bar = Progress(name, quiet=args.quiet)
         t0 = time.perf_counter()
         try:

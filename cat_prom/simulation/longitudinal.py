@@ -37,12 +37,13 @@ RELIABLE_Z = 1.96
 
 
 def design_options(name: str, battery, *, prior: Mapping[str, Any] | None = None,
-                   min_items: int | None = None) -> dict:
+                   min_items: int | Mapping[str, int] | None = None) -> dict:
     """Keyword arguments of :meth:`BatteryDef.start` for a named design.
 
     ``prior`` overrides the previous-sitting prior's parameters (``drift_sd_per_week``,
-    ``mixture_weight``); ``min_items`` (when given) replaces every domain's ``min_items`` in the
-    designs that use the new information (``previous``, ``joint``, ``both``).
+    ``mixture_weight``, ...); ``min_items`` (when given: one number for every domain, or bank id ->
+    number for some) replaces the domains' ``min_items`` in the designs that use the new information
+    (``previous``, ``joint``, ``both``).
     """
     if name not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {name!r}")
@@ -53,9 +54,9 @@ def design_options(name: str, battery, *, prior: Mapping[str, Any] | None = None
             base = dict(battery.design(b).get("prior") or {})
             designs[b]["prior"] = {**{k: v for k, v in base.items() if k in ("mean", "sd")}, **p}
     if name != "today" and min_items is not None:
-        for b in battery.banks:
-            d = battery.design(b)
-            designs[b]["min_items"] = min(min_items, d.get("max_items", 12))
+        per = min_items if isinstance(min_items, Mapping) else {b: min_items for b in battery.banks}
+        for b, k in per.items():
+            designs[b]["min_items"] = min(int(k), battery.design(b).get("max_items", 12))
     return {"scoring": "joint" if name in ("joint", "both") else "separate",
             "designs": {b: d for b, d in designs.items() if d}}
 
@@ -203,6 +204,9 @@ def drift_estimates(run: dict, days: Sequence[float], groups: np.ndarray, banks:
         th, se = run["theta_hat"][:, :, d], run["se"][:, :, d]
         row = {"bank_id": b.id}
         for label, rows in (("all", np.ones(n, dtype=bool)), ("stable", groups == "stable")):
+            if rows.sum() * (T - 1) < 10:  # too few pairs to say
+                row[label] = None
+                continue
             e = estimate_drift_sd(th[rows, :-1], se[rows, :-1], th[rows, 1:], se[rows, 1:], gap[rows])
             row[label] = e["drift_sd_per_week"]
         out.append(row)
@@ -244,5 +248,5 @@ def markdown(results: Mapping[str, dict], banks: Sequence, meta: Mapping[str, An
                   "`cat_prom.priors.estimate_drift_sd` over consecutive sittings (true random walk "
                   f"{meta.get('walk_sd_per_week', 0):g}/√week plus the groups' trends and flares):", "",
                   "| domain | all simulees | stable group |", "|---|---:|---:|"]
-        lines += [f"| {r['bank_id']} | {r['all']:.3f} | {r['stable']:.3f} |" for r in drift]
+        lines += [f"| {r['bank_id']} | {_f(r['all'], 3)} | {_f(r['stable'], 3)} |" for r in drift]
     return "\n".join(lines) + "\n"
