@@ -25,15 +25,22 @@ def _fmt_t(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f}"
 
 
+def _margins(fig: Figure, *, left: float = 0.75, right: float = 1.15, top: float = 0.3, bottom: float = 0.38) -> None:
+    """Fixed margins in inches (room for the axis labels, the title and the band names on the right),
+    so that saving needs no ``bbox_inches="tight"`` pass (which draws the figure twice)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h)
+
+
 def svg_uri(fig: Figure) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def png_bytes(fig: Figure, dpi: int = 200) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
@@ -78,7 +85,7 @@ def domain_figure(d: dict, width_in: float = 6.4, height_in: float = 2.6) -> Fig
         ax.axhline(acc, color="black", ls=(0, (5, 3)), lw=1.5, zorder=2)
         ax.text(0.005, acc, " acceptable level", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7)
     ax.set_ylim(lo, hi)
-    ax.set_ylabel("T-score")
+    ax.set_ylabel("T-score", fontsize=8)
     if when:
         span = (max(when) - min(when)) or dt.timedelta(days=1)
         ax.set_xlim(min(when) - span * 0.08 - dt.timedelta(hours=12), max(when) + span * 0.08 + dt.timedelta(hours=12))
@@ -88,7 +95,7 @@ def domain_figure(d: dict, width_in: float = 6.4, height_in: float = 2.6) -> Fig
     ax.tick_params(labelsize=7)
     ax.set_title(f"{d['domain'].capitalize()} ({'higher is worse' if d.get('direction') == 'higher_is_worse' else 'higher is better'})",
                  fontsize=9, loc="left")
-    fig.subplots_adjust(left=0.1, right=0.82)
+    _margins(fig)
     return fig
 
 
@@ -129,7 +136,7 @@ def balance_figure(rows: list[dict], groups: tuple[str, ...], width_in: float = 
             ax.bar(xs, ys, width=w, color=fills[gi % 3], edgecolor="black", hatch=hatches[gi % 3], label=g,
                    zorder=2)
     ax.axhline(0, color="black", lw=1.5, ls=(0, (5, 3)), zorder=3)
-    ax.text(1.01, 0, "acceptable level", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    ax.text(0.005, 0, " acceptable level", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), [r["finished_at"][:10] for r in rows], fontsize=7)
     ax.set_ylabel("T worse than acceptable", fontsize=7)
     ax.tick_params(labelsize=7)
@@ -137,7 +144,7 @@ def balance_figure(rows: list[dict], groups: tuple[str, ...], width_in: float = 
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Balance: pain, function and side effects relative to the patient's acceptable levels",
                  fontsize=9, loc="left")
-    fig.subplots_adjust(right=0.8)
+    _margins(fig, right=1.0)
     return fig
 
 

@@ -11,12 +11,14 @@ from flask_wtf.csrf import CSRFError
 from ..problems import Problem
 from ..routes.patients import check_ref
 from . import access, charts, csrf
+from .report import MAX_SITTINGS
 from .headers import page_headers
 
 bp = Blueprint("clinic", __name__, template_folder="templates", url_prefix="/clinic")
 bp.after_request(page_headers)
 ALERT_FILTERS = {"all": "All patients", "open": "With open alerts", "none": "Without open alerts"}
 PAGE_SIZE = 50
+SPARK_POINTS = 20  #: the latest sittings a sparkline shows
 
 
 def _ext():
@@ -101,9 +103,9 @@ def patients():
 
 def _sparklines(tenant: str, patient: str) -> list[dict]:
     """Per domain: the T-score of each finished sitting, oldest first, as a sparkline; latest value and band."""
-    body = _ext().sessions.patient_results(tenant, patient, 20, 0)
+    body = _ext().sessions.patient_results(tenant, patient, MAX_SITTINGS, 0)  # oldest first
     series: dict[str, dict] = {}
-    for s in body["sessions"]:
+    for s in body["sessions"][-SPARK_POINTS:]:
         for r in s["results"] or []:
             d = series.setdefault(r["bank_id"], {"domain": r.get("domain") or r["bank_id"], "values": []})
             scored = r.get("status") == "scored"

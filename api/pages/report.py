@@ -26,7 +26,7 @@ BALANCE_GROUPS = (
     ("function", ("physical-function",)),
     ("side effects", ("constipation", "nausea", "drowsiness")),
 )
-MAX_SITTINGS = 200
+MAX_SITTINGS = 100_000  #: every finished sitting (the service lists them oldest first)
 
 
 def _ext():

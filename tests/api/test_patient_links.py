@@ -100,6 +100,14 @@ def test_revoked_expired_unknown_links_get_a_clear_page(app, client, keys):
                      .values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
     r = client.get(_path(live))
     assert r.status_code == 410 and "expired" in r.get_data(as_text=True)
+    # A live link whose sitting expired after a long pause: a page saying so, answers kept.
+    idle = _link(client, keys["patient-app"])
+    from api.store import sessions
+    with app.extensions["cat_prom"].store.write() as conn:
+        conn.execute(sessions.update().where(sessions.c.id == idle["session_id"])
+                     .values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+    r = client.get(_path(idle))
+    assert r.status_code == 410 and "left unfinished for too long" in r.get_data(as_text=True)
     for bad in ("/take/cpl_nope", "/take/cpk_" + "a" * 43, "/take/" + "x" * 500):
         r = client.get(bad)
         assert r.status_code == 404 and "not valid" in r.get_data(as_text=True)
