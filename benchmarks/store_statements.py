@@ -20,6 +20,7 @@ when a request lands on another worker).
     .venv/bin/python benchmarks/store_statements.py --db sqlite
     .venv/bin/python benchmarks/store_statements.py --db postgres
     .venv/bin/python benchmarks/store_statements.py --repo /tmp/cat-prom-before   # another checkout
+    .venv/bin/python benchmarks/store_statements.py --cpu-rounds 5                 # also CPU per answer
 
 ``--repo`` imports ``api`` and ``cat_prom`` from another checkout (e.g. ``git archive`` of an
 older commit), to compare before/after with the same counting.
@@ -104,6 +105,8 @@ def main() -> int:
     ap.add_argument("--sittings", type=int, default=20)
     ap.add_argument("--pg-url", default=os.environ.get("CAT_PROM_BENCH_PG_URL", DEFAULT_PG))
     ap.add_argument("--repo", default=str(HERE), help="checkout whose api/ and cat_prom/ to measure")
+    ap.add_argument("--cpu-rounds", type=int, default=0, metavar="R",
+                    help="first time the answer route's CPU (untraced, cache warm): the least of R rounds of 10 sittings")
     args = ap.parse_args()
     repo = Path(args.repo).resolve()
     sys.path.insert(0, str(repo))
@@ -129,6 +132,10 @@ def main() -> int:
     app = create_app(cfg)
     ext = app.extensions["cat_prom"]
     store = getattr(ext, "store", None) or ext.db
+    key = keys_mod.create_key(store, role="patient-app", name="statements")["key"]
+    h = {"Authorization": "Bearer " + key}
+    c = app.test_client()
+    cpu_ms = _answer_cpu_ms(c, h, args.cpu_rounds) if args.cpu_rounds else None
     counter = Counter()
     engines = getattr(store, "engines", (store.engine,))
     trace = None
@@ -146,9 +153,6 @@ def main() -> int:
             trace.collect()
         return counter.reset()
 
-    key = keys_mod.create_key(store, role="patient-app", name="statements")["key"]
-    h = {"Authorization": "Bearer " + key}
-    c = app.test_client()
     rows = {"create": [0, 0, 0], "answer (cache warm)": [0, 0, 0], "answer (cache cold)": [0, 0, 0],
             "get": [0, 0, 0]}
 
@@ -191,7 +195,38 @@ def main() -> int:
     for name, (n, s, b) in rows.items():
         if n:
             print(f"| {name} | {n} | {s / n:.2f} | {b / n:.0f} |")
+    if cpu_ms is not None:
+        print(f"\nCPU per answer (cache warm, untraced, this process incl. the Flask test client; least of "
+              f"{args.cpu_rounds} rounds of 10 sittings): {cpu_ms:.3f} ms")
     return 0
+
+
+def _answer_cpu_ms(c, h, rounds: int) -> float:
+    """Process CPU time of the answer requests of 10 sittings, per answer; the least of ``rounds``
+    rounds (the least is the one least disturbed by other processes on the machine)."""
+    import gc
+    import time
+
+    def sittings(n, seed0):
+        cpu = 0.0
+        count = 0
+        for i in range(n):
+            v = c.post("/v1/sessions", json={"battery": "pain-core", "patient": "cpu", "seed": seed0 + i},
+                       headers=h).json
+            while v["status"] == "in_progress":
+                q = v["question"]
+                t0 = time.process_time()
+                r = c.post(f"/v1/sessions/{v['id']}/responses", headers=h,
+                           json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][2]["value"]})
+                cpu += time.process_time() - t0
+                count += 1
+                v = r.json
+        return cpu / count
+
+    sittings(2, 10_000)
+    gc.collect()
+    gc.freeze()  # as `cat-prom serve` does in each worker
+    return 1000 * min(sittings(10, 20_000 + 100 * k) for k in range(rounds))
 
 
 if __name__ == "__main__":

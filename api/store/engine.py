@@ -1,5 +1,9 @@
 """The database engine: connections, transactions, migrations (SQLAlchemy Core, SQLite and PostgreSQL).
 
+Two pools per database: ``engine`` for transactions (``read()`` snapshots, ``write()``) and one
+whose connections stay in autocommit mode for single statements (``autocommit()``,
+``read(snapshot=False)``): the answer route's read and, on PostgreSQL, its one-statement write.
+
 Writers are serialised per database on SQLite (``BEGIN IMMEDIATE``, plus a cross-process
 ``flock`` so that waiting writers wake at once instead of polling the busy handler) and per
 session row on PostgreSQL (the row lock taken by ``UPDATE``).

@@ -45,7 +45,7 @@ class Server:
              "--threads", str(threads), "--no-bootstrap-keys"],
             cwd=str(REPO), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 30.0) -> "Server":
+    def wait_ready(self, timeout: float = 120.0) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
