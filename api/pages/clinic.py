@@ -161,3 +161,58 @@ def set_goal(patient_ref: str, bank_id: str):
 @bp.errorhandler(Problem)
 def _problem_page(e: Problem):
     return render_template("clinic_message.html", title=e.title, message=e.detail), e.status
+
+
+# ---------------------------------------------------------------- personal goals (GAS)
+GAS_LEVELS = ("-2", "-1", "0", "1", "2")
+
+
+def _back(patient_ref: str, done: str, anchor: str = "gas"):
+    return redirect(url_for("report.Report", patient_ref=patient_ref, done=done) + "#" + anchor, 303)
+
+
+def _number(raw: str | None):
+    try:
+        return float(raw) if raw not in (None, "") else None
+    except ValueError:
+        return raw  # the schema refuses it with its own message
+
+
+@bp.post("/patients/<patient_ref>/personal-goals")
+@signed_in
+def create_personal_goal(patient_ref: str):
+    """A new GAS goal from the report's form, validated by the API's own schema."""
+    import marshmallow as ma
+
+    from ..schemas_clinical import CreatePersonalGoalSchema
+    check_ref(patient_ref)
+    form = request.form
+    body = {"title": form.get("title", "").strip(),
+            "levels": {k: form.get(f"level_{k}", "").strip() for k in GAS_LEVELS}}
+    weight = _number(form.get("weight"))
+    if weight is not None:
+        body["weight"] = weight
+    try:
+        args = CreatePersonalGoalSchema().load(body)
+    except ma.ValidationError:
+        return _back(patient_ref, "gas-invalid")
+    _ext().clinical.create_goal(g.principal, patient_ref, args)
+    return _back(patient_ref, "gas-created")
+
+
+@bp.post("/patients/<patient_ref>/personal-goals/<goal_id>/ratings")
+@signed_in
+def rate_personal_goal(patient_ref: str, goal_id: str):
+    import marshmallow as ma
+
+    from ..schemas_clinical import RateGoalSchema
+    check_ref(patient_ref)
+    level = _number(request.form.get("level"))
+    body = {"level": int(level) if isinstance(level, float) and level.is_integer() else level,
+            "note": request.form.get("note", "").strip()}
+    try:
+        args = RateGoalSchema().load(body)
+    except ma.ValidationError:
+        return _back(patient_ref, "gas-invalid")
+    _ext().clinical.rate_goal(g.principal, patient_ref, goal_id, args)
+    return _back(patient_ref, "gas-rated")

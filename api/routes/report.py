@@ -16,7 +16,10 @@ blp = Blueprint("report", __name__, url_prefix="/v1/patients",
                 description="A patient's report for clinicians (HTML, JSON or PDF).")
 _DONE = {"acknowledged": "Alert acknowledged.",
          "note-needed": "Not acknowledged: write a short note of what was done (e.g. “phoned the patient”).", "goal-saved": "Acceptable level saved.",
-         "goal-invalid": "Not saved: give the acceptable level as a T-score between 0 and 120."}
+         "goal-invalid": "Not saved: give the acceptable level as a T-score between 0 and 120.",
+         "gas-created": "Personal goal added.", "gas-rated": "Rating saved.",
+         "gas-invalid": "Not saved: a personal goal needs a title and all five levels in words (weight above 0); "
+                        "a rating needs a level from −2 to +2."}
 
 
 def _format() -> str:

@@ -151,3 +151,30 @@ def test_pdf_pages_and_text(seeded):
                  "Open alerts", "pain intensity", "Latest sitting, question by question", "stopped:",
                  "Walk the dog", "GAS T-score"):
         assert want in text, want
+
+
+def test_personal_goal_forms_use_the_api_rules(seeded):
+    app, c, keys = seeded
+    _sign_in(c, keys)
+    html = c.get("/v1/patients/p-1/report", headers={"Accept": "text/html"}).get_data(as_text=True)
+    token = _csrf(html)
+    levels = {f"level_{k}": f"text {k}" for k in ("-2", "-1", "0", "1", "2")}
+    r = c.post("/clinic/patients/p-1/personal-goals", data={"csrf_token": token, "title": "Sleep through",
+                                                             "weight": "2", **levels})
+    assert r.status_code == 303 and "done=gas-created" in r.location
+    missing = {**levels, "level_2": ""}
+    r = c.post("/clinic/patients/p-1/personal-goals", data={"csrf_token": token, "title": "x", **missing})
+    assert "done=gas-invalid" in r.location
+    goals = c.get("/v1/patients/p-1/personal-goals", headers=keys["clinician"]).json["goals"]
+    new = next(g for g in goals if g["title"] == "Sleep through")
+    assert new["weight"] == 2 and new["levels"]["-2"] == "text -2" and len(goals) == 2
+    r = c.post(f"/clinic/patients/p-1/personal-goals/{new['id']}/ratings",
+               data={"csrf_token": token, "level": "1", "note": "better week"})
+    assert "done=gas-rated" in r.location
+    r = c.post(f"/clinic/patients/p-1/personal-goals/{new['id']}/ratings", data={"csrf_token": token, "level": "3"})
+    assert "done=gas-invalid" in r.location
+    goals = c.get("/v1/patients/p-1/personal-goals", headers=keys["clinician"]).json["goals"]
+    assert [x["level"] for x in next(g for g in goals if g["id"] == new["id"])["ratings"]] == [1]
+    assert c.post(f"/clinic/patients/p-1/personal-goals/{new['id']}/ratings", data={"level": "1"}).status_code == 400
+    page = c.get("/v1/patients/p-1/report?done=gas-rated", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "Rating saved." in page and "Sleep through" in page

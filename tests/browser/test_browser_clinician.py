@@ -10,7 +10,7 @@ import re
 import pytest
 
 from browserkit import check_page
-from clinicdata import START, acceptable, sitting
+from clinicdata import START, acceptable, personal_goal, sitting
 
 pytestmark = pytest.mark.browser
 WEEK = dt.timedelta(days=7)
@@ -24,6 +24,7 @@ def clinic(live_app, keys, monkeypatch):
         sitting(c, app_h, p, 1, START, monkeypatch)
         sitting(c, app_h, p, 1, START + WEEK, monkeypatch)
     acceptable(c, clin_h, "p-b-worse", "pain-intensity", 60)
+    personal_goal(c, clin_h, "p-b-worse", "Walk the dog", [("2026-10-01", -1)])
     return c, app_h, clin_h, monkeypatch
 
 
@@ -68,6 +69,13 @@ def test_clinician_signs_in_triages_reads_report_acknowledges(browser, server, k
     assert page.locator("#alerts", has_text="worse than the patient's acceptable level").count() == 1
     assert page.locator(".disclaimer").count() >= 1
     check_page(page, "clinician-report")
+
+    # Rate the personal goal today (GAS): the rating and the GAS T-score appear.
+    page.get_by_label("Rate today").select_option("1")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save rating").click()
+    assert "Rating saved." in page.locator("[role=status]").inner_text()
+    assert "+1 “alone, slowly” (clinician)" in page.locator("#gas").inner_text()
 
     # PDF with the browser's sign-in.
     pdf = ctx.request.get(page.url.split("?")[0] + "?format=pdf")
