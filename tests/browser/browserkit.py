@@ -31,6 +31,15 @@ def ensure_chromium() -> str | None:
     if os.geteuid() != 0:
         return (f"{CHROMIUM} is missing; install it with `sudo apt-get install -y chromium` "
                 f"(the browser tests never download a browser)")
+    import fcntl
+    with open("/tmp/cat-prom-chromium-install.lock", "w") as lock:  # one install across pytest-xdist workers
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_chromium()
+
+
+def _install_chromium() -> str | None:
+    if os.path.exists(CHROMIUM):  # another worker installed it while this one waited
+        return None
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "install", "-y", "-q", "chromium"],
                 ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
