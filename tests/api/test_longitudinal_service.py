@@ -8,6 +8,7 @@ Answers are deterministic: each question is answered with its most probable opti
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,13 @@ def test_returning_patient_uses_previous_prior_and_asks_fewer(long_app):
     assert prior["switched_after"] is None and prior["change_probability"] < prior["confirm_below"]
     assert second["n_answered"] < first["n_answered"], (first["n_answered"], second["n_answered"])
     assert abs(second["theta"] - first["theta"]) < 0.3
+    # docs/api.md shows this object: the same keys as the service sends
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    block = text[text.index("<!-- checked: previous-prior -->"):].split("```json", 1)[1].split("```", 1)[0]
+    doc = json.loads(block)
+    assert set(doc) == set(prior) and doc["type"] == "previous"
+    for key in ("population", "previous", "component"):
+        assert set(doc[key]) == set(prior[key])
 
 
 def test_flare_overrides_the_previous_prior(long_app):
@@ -211,7 +219,7 @@ def test_joint_battery_design_errors_are_4xx(long_app):
     client, h = long_app.test_client(), Keys(long_app)["patient-app"]
     r = client.post("/v1/sessions", json={"battery": "pain-joint", "patient": "p-x", "design": {"estimator": "map"}},
                     headers=h)
-    assert 400 <= r.status_code < 500, r.json
+    assert r.status_code == 422, r.json
     assert r.json["type"].endswith("invalid-design")
 
 
