@@ -256,3 +256,27 @@ def test_fhir_runs_a_joint_battery_jointly(long_banks, tmp_path):
         assert asked == expected
     finally:
         app.extensions["cat_prom"].store.dispose()
+
+
+@pytest.mark.postgres
+def test_previous_prior_on_postgres(long_banks, pg_url, pg_schema):
+    """The lookup and the replay on PostgreSQL: a second app on the same schema continues the sitting."""
+    app = make_app(long_banks, pg_url, DATABASE_SCHEMA=pg_schema)
+    other = make_app(long_banks, pg_url, DATABASE_SCHEMA=pg_schema)
+    try:
+        client, h = app.test_client(), Keys(app)["patient-app"]
+        body = {"battery": "pain-joint", "patient": "p-pg", "design": PREV}
+        first = _by_bank(_sitting(client, h, app, {**body, "seed": 61}, 0.4))
+        view = client.post("/v1/sessions", json={**body, "seed": 62}, headers=h).json
+        view = _answer(client, h, view, app, 0.4)
+        c2 = other.test_client()
+        assert c2.get(f"/v1/sessions/{view['id']}", headers=h).json["question"] == view["question"]
+        view = _answer(c2, h, view, other, 0.4)
+        while view["status"] == "in_progress":
+            view = _answer(client, h, client.get(f"/v1/sessions/{view['id']}", headers=h).json, app, 0.4)
+        for b, res in _by_bank(view).items():
+            assert res["scoring"] == "joint" and res["prior"]["type"] == "previous"
+            assert res["prior"]["previous"]["theta"] == pytest.approx(first[b]["theta"], abs=1e-12)
+    finally:
+        for a in (app, other):
+            a.extensions["cat_prom"].store.dispose()
