@@ -101,7 +101,6 @@ def start_sitting(battery_def, entries: list[tuple], *, seed: int, exclude=(), p
     return Battery(entries, seed=seed, exclude=exclude, previous=previous)
 
 
-
 def engine_available() -> str | None:
     try:
         _engine()
