@@ -280,3 +280,24 @@ def test_previous_prior_on_postgres(long_banks, pg_url, pg_schema):
     finally:
         for a in (app, other):
             a.extensions["cat_prom"].store.dispose()
+
+
+def test_previous_prior_skips_a_not_scored_sitting(long_app):
+    """The last SCORED result is the previous sitting: a later sitting in which every question was declined
+    (not scored) does not count."""
+    client, h = long_app.test_client(), Keys(long_app)["patient-app"]
+    body = {"banks": ["sleep-disturbance"], "patient": "p-declines",
+            "design": {**PREV, "min_items": 2, "max_items": 3}}
+    scored = _by_bank(_sitting(client, h, long_app, {**body, "seed": 71}, 0.0))["sleep-disturbance"]
+    view = client.post("/v1/sessions", json={**body, "seed": 72}, headers=h).json
+    while view["status"] == "in_progress":
+        q = view["question"]
+        view = client.post(f"/v1/sessions/{view['id']}/responses", headers=h,
+                           json={"seq": q["seq"], "item_id": q["item_id"], "declined": True}).json
+    skipped = _by_bank(view)["sleep-disturbance"]
+    assert skipped["status"] == "not_scored" and skipped["prior"]["previous"]["theta"] == pytest.approx(
+        scored["theta"], abs=1e-12)
+    third = _by_bank(_sitting(client, h, long_app, {**body, "seed": 73}, 0.0))["sleep-disturbance"]
+    assert third["prior"]["type"] == "previous"
+    assert third["prior"]["previous"]["theta"] == pytest.approx(scored["theta"], abs=1e-12)
+    assert third["prior"]["previous"]["elapsed_days"] >= skipped["prior"]["previous"]["elapsed_days"]
