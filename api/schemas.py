@@ -91,7 +91,9 @@ class CreateSessionSchema(Strict):
                             metadata={"description": "Opaque patient reference (pseudonym) chosen by the app."})
     design = fields.Dict(keys=fields.String(), metadata={
         "description": "Design overrides for every domain; the engine validates them (`422 invalid-design`), "
-                       "see docs/design.md."})
+                       "see docs/design.md. `{\"prior\": {\"type\": \"previous\"}}` starts each domain from the "
+                       "patient's last scored sitting of that bank (looked up when the sitting is created; the "
+                       "result's `prior` says what was used)."})
     designs = fields.Dict(keys=fields.String(validate=FullMatch(ID_RE)), values=fields.Dict(), metadata={
         "description": "Design overrides per bank id; each key must be a bank of this session (else `422`)."})
     exclude_items = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
@@ -146,7 +148,8 @@ class QuestionSchema(ma.Schema):
     options = fields.List(fields.Nested(OptionSchema))
     bank_id = fields.String()
     domain = fields.String()
-    domain_index = fields.Integer(metadata={"description": "0-based index of the domain in the sitting."})
+    domain_index = fields.Integer(metadata={"description": "0-based index of the domain in the sitting (a battery "
+                                                           "scored jointly may alternate between domains)."})
     n_domains = fields.Integer()
     recall_period = fields.String()
     instructions = fields.String()

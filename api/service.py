@@ -86,8 +86,19 @@ def _engine():
     # Imported lazily so that the service starts (health, keys, banks) even while the
     # engine's session module is missing or broken; readyz reports it.
     from cat_prom.design import Design
+    from cat_prom.session import sitting_from_dict
+    return sitting_from_dict, Design
+
+
+def start_sitting(battery_def, entries: list[tuple], *, seed: int, exclude=(), previous: dict | None = None):
+    """A new sitting on ``entries`` (``(bank, design)`` pairs, designs merged and resolved): the battery
+    file's own construction (:meth:`cat_prom.battery_file.BatteryDef.sitting`: separate or joint scoring)
+    when ``battery_def`` is given, else a plain :class:`~cat_prom.session.Battery` of the banks. The one
+    path for the JSON API and FHIR ``$next-question``."""
+    if battery_def is not None:
+        return battery_def.sitting(entries, seed=seed, exclude=exclude, previous=previous)
     from cat_prom.session import Battery
-    return Battery, Design
+    return Battery(entries, seed=seed, exclude=exclude, previous=previous)
 
 
 def engine_available() -> str | None:
@@ -145,14 +156,15 @@ class SessionService:
     # ------------------------------------------------------------------ create
     def create(self, tenant: str, args: dict) -> dict:
         """Start a sitting; returns its rendering (with the first question)."""
-        Battery, _ = _engine()
         battery_id = args.get("battery")
         bank_ids, parts = self._domains(args, tenant)
         seed = args.get("seed")
         if seed is None:
             seed = secrets.randbits(62)
-        battery = Battery(parts, seed=seed, id=battery_id, exclude=self._exclusions(args, parts))
         now = utcnow()
+        battery = start_sitting(self.registry.batteries.get(battery_id) if battery_id is not None else None, parts,
+                                seed=seed, exclude=self._exclusions(args, parts),
+                                previous=self._previous(tenant, args["patient"], parts, now))
         finished = bool(battery.finished)
         rec = SessionRecord(
             id=str(uuid.uuid4()), tenant=tenant, patient_ref=args["patient"],
@@ -176,6 +188,8 @@ class SessionService:
         now = utcnow()
         state = battery.to_dict()
         config = {**state, "sessions": [{**s, "log": []} for s in state["sessions"]]}  # as create() stores it
+        if "sequence" in state:  # a joint battery's answer order: the response log is it
+            config["sequence"] = []
         entries = [e for s in battery.sessions for e in s.log]
         log = [ResponseRecord(seq=i + 1, item_id=e["item_id"], value=e.get("value"), declined=bool(e.get("declined")),
                               created_at=now) for i, e in enumerate(entries)]
@@ -235,6 +249,16 @@ class SessionService:
                     design = self.clinical.resolve_goal_design(tenant, args["patient"], b, design)
             parts.append((reg.banks[b], design))
         return bank_ids, parts
+
+    def _previous(self, tenant: str, patient: str, parts: list[tuple], now: dt.datetime) -> dict | None:
+        """The patient's last scored sitting of each bank whose design asks for the previous-sitting prior
+        (bank id -> ``{"theta", "se", "elapsed_days"}``, elapsed up to ``now``), from the clinical layer's
+        domain results. It becomes part of the sitting's stored config (the engine's ``to_dict``), so a
+        replay rebuilds the same prior whenever and wherever it runs."""
+        wanted = [bank.id for bank, d in parts if d is not None and d.prior.get("type") == "previous"]
+        if not wanted or self.clinical is None:
+            return None
+        return self.clinical.previous_sittings(tenant, patient, wanted, now) or None
 
     @staticmethod
     def _exclusions(args: dict, parts: list[tuple]) -> list[str]:
@@ -350,10 +374,10 @@ class SessionService:
 
     def _replay(self, sid: str, upto: int):
         """The sitting's engine object after its first ``upto`` answers (config + log replay)."""
-        Battery, _ = _engine()
+        sitting_from_dict, _ = _engine()
         config, log = self.store.get_replay(sid, upto)
         try:
-            battery = Battery.from_dict(self.registry.banks, config)
+            battery = sitting_from_dict(self.registry.banks, config)
             for r in log:
                 battery.decline(r.item_id) if r.declined else battery.answer(r.item_id, r.value)
         except CatPromError:

@@ -83,13 +83,25 @@ class BatteryDef:
         ``previous`` maps bank ids to the last scored sitting (:class:`cat_prom.priors.PreviousSitting`
         or its dict).
         """
+        entries = self.entries(banks)
+        if designs:
+            entries = [(b, {**(d or {}), **dict(designs.get(b.id) or {})} or None) for b, d in entries]
+        return self.sitting(entries, scoring=scoring, seed=seed, exclude=exclude, previous=previous)
+
+    def sitting(self, entries, *, scoring: str | None = None, seed: int | None = None, exclude=(),
+                previous: Mapping[str, Any] | None = None):
+        """A new sitting of this battery on ``entries``: ``(bank, design)`` pairs in battery order whose
+        designs the caller has already merged and resolved (the service: battery < request < per bank,
+        a patient's goal put in). The one place that decides how a battery is scored: a
+        :class:`~cat_prom.session.Battery`, or a :class:`~cat_prom.joint_battery.JointBattery` with the
+        file's correlation and order when its scoring (or ``scoring``) is ``"joint"``."""
         from .session import Battery
         scoring = self.scoring if scoring is None else scoring
         if scoring not in SCORINGS:
             raise InvalidBatteryError(f"scoring must be one of {list(SCORINGS)}, got {scoring!r}", field="scoring")
-        entries = self.entries(banks)
-        if designs:
-            entries = [(b, {**(d or {}), **dict(designs.get(b.id) or {})} or None) for b, d in entries]
+        if [b.id for b, _ in entries] != list(self.banks):
+            raise InvalidBatteryError(f"battery {self.id!r}: a sitting has the banks {list(self.banks)} in this "
+                                      f"order, got {[b.id for b, _ in entries]}", field="banks", battery_id=self.id)
         if scoring == "separate":
             return Battery(entries, seed=seed, exclude=exclude, id=self.id, previous=previous)
         if self.correlation is None:

@@ -30,7 +30,7 @@ from .stopping import code_of
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
                      SessionFinishedError, UnknownItemError)
 
-__all__ = ["CatSession", "Sitting", "Battery", "Step", "spawn_seeds"]
+__all__ = ["CatSession", "Sitting", "Battery", "Step", "spawn_seeds", "sitting_from_dict"]
 
 
 class Step:
@@ -496,3 +496,15 @@ class Battery(Sitting):
                 s.replay(e)
         b._advance()
         return b
+
+
+def sitting_from_dict(banks: Mapping[str, ItemBank], d: Mapping[str, Any]) -> Sitting:
+    """Rebuild any multi-domain sitting from its ``to_dict()`` output: a
+    :class:`~cat_prom.joint_battery.JointBattery` when ``d["scoring"]`` is ``"joint"``, else a
+    :class:`Battery` (whose state has no ``scoring``)."""
+    if d.get("scoring", "separate") == "joint":
+        from .joint_battery import JointBattery
+        return JointBattery.from_dict(banks, d)
+    if d.get("scoring", "separate") != "separate":
+        raise CatPromError(f"unknown scoring {d.get('scoring')!r} in a stored sitting; it cannot be replayed")
+    return Battery.from_dict(banks, d)

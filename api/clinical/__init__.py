@@ -8,6 +8,7 @@ clinician reads is computed by the engine.
 from __future__ import annotations
 
 from ..problems import Problem
+from ..store import clinical as store
 from .alerts import AlertsMixin
 from .evaluate import EvaluateMixin
 from .goals import GoalsMixin
@@ -35,3 +36,14 @@ class ClinicalService(EvaluateMixin, PatientsMixin, GoalsMixin, AlertsMixin):
                           errors={"design": [f"no acceptable level for {bank_id!r}"]})
         from cat_prom.design import resolve_design
         return resolve_design(design, t)
+
+    def previous_sittings(self, tenant: str, patient: str, bank_ids, now) -> dict[str, dict]:
+        """The engine's previous sitting (:class:`cat_prom.priors.PreviousSitting` as a dict) of each of
+        ``bank_ids`` the patient has a scored result for: its θ and SE from ``domain_results`` and the days
+        from its finish to ``now``. Banks never scored are left out (their sitting uses the population prior)."""
+        from cat_prom.priors import PreviousSitting
+        with self.db.read() as conn:
+            last = store.last_scored_results(conn, tenant, patient, bank_ids)
+        return {b: PreviousSitting(theta=r.theta, se=r.se,
+                                   elapsed_days=max(0.0, (now - r.finished_at).total_seconds() / 86400.0)).to_dict()
+                for b, r in last.items()}

@@ -30,6 +30,7 @@ class Target:
     banks: tuple  # ItemBank, in administration order
     designs: tuple  # design overrides (dict or None) per bank
     design_hash: str = ""
+    battery: object = None  # the battery's cat_prom.battery_file.BatteryDef (None for a bank)
 
     def entries(self):
         return list(zip(self.banks, self.designs))
@@ -52,7 +53,7 @@ class Catalog:
 
         cat = cls()
 
-        def add(kind, key, name, description, entries):
+        def add(kind, key, name, description, entries, bat=None):
             qid = f"{kind}.{key}"
             if not FHIR_ID.match(qid):
                 cat.errors.append(f"{kind} {key!r}: {qid!r} is not a FHIR id (1-64 of A-Z a-z 0-9 - .)")
@@ -66,8 +67,11 @@ class Catalog:
                         return
             designs = tuple(d or None for _, d in entries)
             full = [Design.from_dict(d).to_dict() for d in designs]
+            if bat is not None and bat.scoring == "joint":  # how it is scored decides the questions too
+                full.append({"scoring": "joint", "order": bat.order, "correlation": bat.correlation_matrix().tolist()})
             dh = "sha256:" + hashlib.sha256(canonical(full).encode("utf-8")).hexdigest()
-            cat.targets[qid] = Target(qid, kind, key, name, description, tuple(b for b, _ in entries), designs, dh)
+            cat.targets[qid] = Target(qid, kind, key, name, description, tuple(b for b, _ in entries), designs, dh,
+                                      bat)
 
         for bank in registry.banks.values():
             add("bank", bank.id, bank.name, bank.description, [(bank, None)])
@@ -77,7 +81,7 @@ class Catalog:
             except Exception as e:  # a battery naming a bank that did not load
                 cat.errors.append(f"battery {bat.id!r}: {getattr(e, 'message', e)}")
                 continue
-            add("battery", bat.id, bat.name, bat.description, entries)
+            add("battery", bat.id, bat.name, bat.description, entries, bat)
         for e in cat.errors:
             log.warning("FHIR: %s", e)
         return cat

@@ -109,7 +109,7 @@ def _flatten(items, out: list, path: str) -> None:
 class Replay:
     target: object
     cq: dict | None  # the contained Questionnaire posted (None on a first call without one)
-    battery: object  # cat_prom.session.Battery after the answers
+    battery: object  # cat_prom.session.Battery or JointBattery after the answers
     nonce: str
     asked: list  # (bank, item) offered, the next question included
     answered: list  # QuestionnaireResponse items of the answers, in order
@@ -184,15 +184,16 @@ class NextQuestion:
 
     def replay(self, qr: dict, url_qid: str | None = None) -> "Replay":
         """Rebuild the sitting from ``qr``, checking each answer as it is replayed (see the module doc)."""
-        from cat_prom.session import Battery
+        from ..service import start_sitting
 
         target, cq = self.target_for(qr, url_qid)
         tok = self._token(target, cq)
         offered = tok.offered if tok else ()
         nonce = tok.nonce if tok else self.signer.new_nonce()
         answers = self._answers(qr, target, offered)
-        battery = Battery(target.entries(), seed=self.signer.seed(nonce),
-                          id=target.key if target.kind == "battery" else None)
+        # the JSON API's construction: a joint battery runs joint here too; a previous-sitting prior has no
+        # patient to look up in a stateless operation, so it runs (and reports) the population prior
+        battery = start_sitting(target.battery, target.entries(), seed=self.signer.seed(nonce))
         asked: list = []  # (bank, item) in order
         answered: list = []  # QR items
         for i, lid in enumerate(offered):

@@ -183,6 +183,19 @@ def patient_domain_results(conn: Connection, tenant: str, patient: str, *, bank_
     return [_rec(DomainResult, r) for r in conn.execute(q.order_by(c.finished_at, c.session_id)).all()]
 
 
+def last_scored_results(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, DomainResult]:
+    """The patient's newest scored result of each of ``bank_ids`` (bank id -> result; banks never scored left out)."""
+    c = domain_results.c
+    out = {}
+    for b in dict.fromkeys(bank_ids):
+        r = conn.execute(sa.select(domain_results).where(c.tenant == tenant, c.patient_ref == patient,
+                                                         c.bank_id == b, c.status == "scored")
+                         .order_by(c.finished_at.desc(), c.session_id.desc()).limit(1)).first()
+        if r is not None:
+            out[b] = _rec(DomainResult, r)
+    return out
+
+
 def session_domain_results(conn: Connection, tenant: str, session_id: str) -> list[DomainResult]:
     c = domain_results.c
     return [_rec(DomainResult, r) for r in conn.execute(

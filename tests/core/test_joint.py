@@ -14,7 +14,7 @@ from cat_prom import Battery, CatSession
 from cat_prom.battery_file import battery_from_dict
 from cat_prom.calibration import simulate_responses
 from cat_prom.calibration.correlation import estimate_correlation
-from cat_prom.errors import InvalidBatteryError, InvalidDesignError
+from cat_prom.errors import CatPromError, InvalidBatteryError, InvalidDesignError
 from cat_prom.joint import check_correlation, d_optimal_gain
 from cat_prom.joint_battery import JointBattery
 
@@ -242,6 +242,26 @@ class TestBatteryFile:
         jb = bd.start(banks, seed=1, designs={"b0": {"prior": {"type": "previous"}}},
                       previous={"b0": {"theta": 1.0, "se": 0.3, "elapsed_days": 7}})
         assert jb.results()[0]["prior"]["type"] == "previous"
+
+    def test_sitting_on_given_entries_and_restore_by_scoring(self):
+        """BatteryDef.sitting (the service's path) builds what start builds; sitting_from_dict restores either kind."""
+        from cat_prom.session import sitting_from_dict
+        bd = battery_from_dict(self.DOC)
+        banks = {b.id: b for b in BANKS}
+        entries = [(banks[b], {"max_items": 4}) for b in bd.banks]
+        jb = bd.sitting(entries, seed=3)
+        assert isinstance(jb, JointBattery)
+        assert jb.to_dict() == bd.start(banks, seed=3, designs={b: {"max_items": 4} for b in bd.banks}).to_dict()
+        for _ in range(3):
+            jb.answer(jb.current_item.id, jb.current_item.values[1])
+        back = sitting_from_dict(banks, json.loads(json.dumps(jb.to_dict())))
+        assert isinstance(back, JointBattery) and back.to_dict() == jb.to_dict()
+        sep = bd.sitting(entries, seed=3, scoring="separate")
+        assert isinstance(sitting_from_dict(banks, sep.to_dict()), Battery)
+        with pytest.raises(InvalidBatteryError, match="in this order"):
+            bd.sitting(entries[::-1], seed=3)
+        with pytest.raises(CatPromError, match="unknown scoring"):
+            sitting_from_dict(banks, {**sep.to_dict(), "scoring": "both"})
 
     @pytest.mark.parametrize("change, words", [
         ({"scoring": "joint", "correlation": None}, "joint scoring needs a 'correlation'"),
