@@ -165,6 +165,10 @@ class DomainResultSchema(ma.Schema):
     direction = fields.String()
     finished = fields.Boolean()
     estimator = fields.String()
+    prior = fields.Dict(metadata={
+        "description": "Which prior the domain's CAT used: `type` `population` (with `population` mean and sd) or "
+                       "`previous` (the last sitting as the starting point, with its parameters, "
+                       "`change_probability` and `switched_after`); see docs/clinicians.md."})
     flag = fields.String()
     status = fields.String(metadata={"description": "`scored`, or `not_scored` when the patient answered nothing "
                                                     "in this domain: then theta, se, t_score, t_se and band are null."})
