@@ -181,10 +181,6 @@ class DomainResultSchema(ma.Schema):
     band = fields.String(allow_none=True)
     stop_reason = fields.String(allow_none=True, metadata={"description": "Which stop rule fired."})
     stop_detail = fields.String(allow_none=True)
-    prior = fields.Dict(metadata={"description": "The prior this domain was scored with: `type` `population` "
-                                                 "(N(mean, sd)) or `previous` (a mixture with the last scored "
-                                                 "sitting; its parameters and whether the answers overrode it). "
-                                                 "docs/design.md#prior"})
     scoring = fields.String(metadata={"description": "`joint` when the battery scores its domains together "
                                                      "(absent: each domain alone)"})
     joint = fields.Dict(metadata={"description": "Joint scoring only: what the other domains' answers said about "
