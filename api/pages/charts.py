@@ -135,8 +135,8 @@ def balance_figure(rows: list[dict], groups: tuple[str, ...], width_in: float = 
         if xs:  # a group with no value at any visit gets no bar and no legend entry
             ax.bar(xs, ys, width=w, color=fills[gi % 3], edgecolor="black", hatch=hatches[gi % 3], label=g,
                    zorder=2)
-    ax.axhline(0, color="black", lw=1.5, ls=(0, (5, 3)), zorder=3)
-    ax.text(0.005, 0, " acceptable level", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7)
+    # the line's name goes in the legend: a label on the plot is covered by the first visit's bars
+    ax.axhline(0, color="black", lw=1.5, ls=(0, (5, 3)), zorder=3, label="acceptable level")
     ax.set_xticks(range(len(rows)), [r["finished_at"][:10] for r in rows], fontsize=7)
     ax.set_ylabel("T worse than acceptable", fontsize=7)
     ax.tick_params(labelsize=7)
@@ -144,7 +144,7 @@ def balance_figure(rows: list[dict], groups: tuple[str, ...], width_in: float = 
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Balance: pain, function and side effects relative to the patient's acceptable levels",
                  fontsize=9, loc="left")
-    _margins(fig, right=1.0)
+    _margins(fig, right=1.35)  # room for the legend's longest entry, "acceptable level"
     return fig
 
 
