@@ -16,7 +16,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g
 
 from ..keys import Principal, hash_key, verify_key
 from ..problems import Problem
@@ -121,6 +121,7 @@ def web_principal(cookie_value: str | None) -> Principal | None:
         return None
     if rec.role != "clinician":
         return None
+    g.web_session_id = rec.id  # the audit log names the browser session as well as its key
     return Principal(rec.key_id, rec.tenant, rec.role, rec.name)
 
 
@@ -138,5 +139,7 @@ def clinician_from_request(request) -> Principal | None:
         p = authenticate()
         if p.role != "clinician":
             raise Problem("forbidden", f"This endpoint needs a key with role clinician; this key has role {p.role}.")
-        return p
-    return web_principal(request.cookies.get(COOKIE_NAME))
+    else:
+        p = web_principal(request.cookies.get(COOKIE_NAME))
+    g.principal = p  # the audit log's actor
+    return p

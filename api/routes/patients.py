@@ -6,6 +6,7 @@ import re
 from flask import current_app, g
 from flask.views import MethodView
 
+from ..audit import audited
 from ..keys import require
 from ..problems import Problem
 from ..schemas import REF_RE, PatientResultsQuerySchema, PatientResultsSchema, ProblemSchema
@@ -35,6 +36,7 @@ class Patients(MethodView):
     @require("clinician")
     @blp.arguments(PatientsQuerySchema, location="query")
     @blp.response(200, TriageSchema)
+    @audited("read", many="patients")
     def get(self, args):
         """The triage list: each patient with a finished sitting, the latest score per domain and its change,
         open alerts and when they last answered. Sorted by need: most open alerts first, then the largest
@@ -50,6 +52,7 @@ class PatientResults(MethodView):
     @blp.alt_response(422, schema=ProblemSchema, content_type="application/problem+json",
                       description="validation-error: a query parameter (unknown ones too), or the patient "
                                   "reference, is not valid")
+    @audited("read")
     def get(self, args, patient_ref):
         """Finished sittings of one patient, oldest first, with per-domain scores, each scored domain's change
         (against the previous scored sitting and the baseline), the patient's goal and the alerts the sitting
