@@ -26,12 +26,13 @@ _REF = re.compile(REF_RE)
 
 
 class _Audit:
-    __slots__ = ("action", "refs", "link")
+    __slots__ = ("action", "refs", "link", "aliases")
 
     def __init__(self, action: str):
         self.action = action
         self.refs: list[str] = []
         self.link = None
+        self.aliases: dict[str, str] = {}
 
 
 def audited(action: str, *, many: str | None = None):
@@ -63,8 +64,18 @@ def audited(action: str, *, many: str | None = None):
 def subject(ref) -> None:
     """Name the patient this request concerns (once per patient; invalid references are ignored)."""
     a = g.get("audit")
-    if a is not None and isinstance(ref, str) and _REF.fullmatch(ref) and ref not in a.refs:
-        a.refs.append(ref)
+    if a is not None and isinstance(ref, str) and _REF.fullmatch(ref):
+        ref = a.aliases.get(ref, ref)
+        if ref not in a.refs:
+            a.refs.append(ref)
+
+
+def replace_subject(ref: str, alias: str) -> None:
+    """After erasure: this request's own row names the patient by the pseudonym the log now uses."""
+    a = g.get("audit")
+    if a is not None:
+        a.aliases[ref] = alias
+        a.refs = [alias if r == ref else r for r in a.refs]
 
 
 def by_link(link) -> None:

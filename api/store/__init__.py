@@ -6,6 +6,7 @@ from .audit import AuditQueries, AuditRecord
 from .engine import Database, as_utc, utcnow
 from .key_queries import KeyQueries
 from .pages import PageQueries
+from .patient_data import PatientDataQueries
 from .records import Advance, KeyRecord, ResponseRecord, SessionRecord
 from .session_queries import ABANDONED, EXPIRED, FINISHED, IN_PROGRESS, SessionQueries
 from .tables import api_keys, metadata, responses, sessions
@@ -15,8 +16,9 @@ __all__ = ["SessionStore", "AuditRecord", "Advance", "KeyRecord", "ResponseRecor
            "IN_PROGRESS", "FINISHED", "ABANDONED", "EXPIRED", "metadata", "api_keys", "sessions", "responses"]
 
 
-class SessionStore(SessionQueries, KeyQueries, PageQueries, AuditQueries, Database):
+class SessionStore(SessionQueries, KeyQueries, PageQueries, AuditQueries, PatientDataQueries, Database):
     """The database of the service: engine and transactions (:class:`~api.store.engine.Database`),
     sittings and their response logs (:class:`~api.store.session_queries.SessionQueries`) and API keys
     (:class:`~api.store.key_queries.KeyQueries`), patient links and clinician web sessions
-    (:class:`~api.store.pages.PageQueries`) and the audit log (:class:`~api.store.audit.AuditQueries`)."""
+    (:class:`~api.store.pages.PageQueries`) the audit log (:class:`~api.store.audit.AuditQueries`) and one patient's data for export and erasure
+    (:class:`~api.store.patient_data.PatientDataQueries`)."""
