@@ -55,6 +55,8 @@ def add_subcommands(subparsers) -> None:
     c.add_argument("--role", required=True, choices=ROLES)
     c.add_argument("--name", required=True, help="who or what uses the key, e.g. 'symptom app iOS'")
     c.add_argument("--tenant", default="default", help="the clinic the key belongs to (default: default)")
+    c.add_argument("--expires-in-days", type=int, metavar="DAYS", help="the key stops working after DAYS days "
+                   "(1-3650; default: never)")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=run_keys)
     ls = ks.add_parser("list", help="list keys (never the secrets)")
@@ -147,7 +149,8 @@ def run_keys(args) -> int:
         if args.keys_command == "create":
             try:
                 k = keys.create_key(db, role=args.role, name=args.name, tenant=args.tenant,
-                                    pepper=settings["CAT_PROM_SECRET_KEY"])
+                                    pepper=settings["CAT_PROM_SECRET_KEY"],
+                                    expires_at=keys.key_expiry(expires_in_days=args.expires_in_days))
             except ValueError as e:
                 print(f"cat-prom keys create: {e}", file=sys.stderr)
                 return 2
@@ -162,11 +165,11 @@ def run_keys(args) -> int:
             if args.json:
                 print(json.dumps(rows))
             else:
-                print(f"{'id':<22} {'tenant':<16} {'role':<12} {'status':<8} {'created':<26} name")
+                print(f"{'id':<22} {'tenant':<16} {'role':<12} {'status':<8} {'created':<26} {'last used':<17} name")
                 for r in rows:
-                    status = "revoked" if r["revoked_at"] else "active"
+                    status = "revoked" if r["revoked_at"] else "expired" if keys.has_expired(r) else "active"
                     print(f"{r['id']:<22} {r['tenant']:<16} {r['role']:<12} {status:<8} {r['created_at'][:25]:<26} "
-                          f"{r['name']}")
+                          f"{(r['last_used_at'] or 'never')[:16]:<17} {r['name']}")
             return 0
         if args.keys_command == "revoke":
             row = keys.revoke_key(db, args.key_id)

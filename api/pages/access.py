@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from flask import current_app, g
 
-from ..keys import Principal, hash_key, verify_key
+from ..keys import Principal, hash_key, note_use, verify_key
 from ..problems import Problem
 from ..service import iso
 from ..store import utcnow
@@ -122,7 +122,9 @@ def web_principal(cookie_value: str | None) -> Principal | None:
     if rec.role != "clinician":
         return None
     g.web_session_id = rec.id  # the audit log names the browser session as well as its key
-    return Principal(rec.key_id, rec.tenant, rec.role, rec.name)
+    p = Principal(rec.key_id, rec.tenant, rec.role, rec.name)
+    note_use(p)
+    return p
 
 
 def sign_out(cookie_value: str | None) -> None:
