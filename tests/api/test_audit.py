@@ -147,3 +147,13 @@ def test_audit_on_postgres(pg_app):
     entries = _audit(client, keys["admin"], patient="p-pg", limit=1000)["entries"]
     assert [e["action"] for e in entries] == ["create"] + ["update"] * n + ["read"]
     assert entries[-1]["role"] == "clinician" and entries[-1]["status"] == 200
+
+
+def test_the_documented_audit_reply_has_the_real_shape(app, client, keys):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    block = text[text.index('$API/v1/audit?'):]
+    doc = json.loads(block[block.index("```json") + 7:block.index("```", block.index("```json") + 7)])
+    run_session(client, keys["patient-app"], {"battery": "pain-core", "patient": "p-001"})
+    real = _audit(client, keys["admin"], limit=1)
+    assert set(doc) == set(real) and set(doc["entries"][0]) == set(real["entries"][0])
