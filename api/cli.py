@@ -70,9 +70,11 @@ def add_subcommands(subparsers) -> None:
 
     w = subparsers.add_parser("worker", help=COMMANDS["worker"],
                               description="Deliver alert events from the outbox to the tenants' webhook endpoints "
-                                          "(signed POSTs, retries with exponential backoff, a delivery log). Several "
+                                          "(signed POSTs, retries with exponential backoff, a delivery log) and run "
+                                          "simulation jobs (POST /v1/simulations). Several "
                                           "workers may share one PostgreSQL database; run one with SQLite.")
     w.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
+    w.add_argument("--banks-dir", metavar="DIR", help="sets CAT_PROM_BANKS_DIR (the banks simulation jobs use)")
     w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
     w.add_argument("--batch", type=int, default=10, metavar="N", help="rows claimed per round (default 10)")
     w.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
@@ -196,12 +198,16 @@ def run_worker(args) -> int:
     logging.basicConfig(level=settings["CAT_PROM_LOG_LEVEL"].upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db = _database(settings)
+    from .registry import Registry
     try:
         w = Worker(db, WorkerConfig(batch=args.batch, poll_s=args.poll, lease_s=args.lease, timeout_s=args.timeout,
                                     max_attempts=args.max_attempts, backoff_base_s=args.backoff,
-                                    backoff_max_s=args.backoff_max))
+                                    backoff_max_s=args.backoff_max,
+                                    sim_max_simulees=settings["CAT_PROM_SIM_MAX_SIMULEES"],
+                                    sim_max_items=settings["CAT_PROM_SIM_MAX_ITEMS"]),
+                   registry=Registry.load(settings["CAT_PROM_BANKS_DIR"]))
         w.install_signal_handlers()
-        print(f"cat-prom worker {w.name}: delivering the outbox", flush=True)
+        print(f"cat-prom worker {w.name}: delivering the outbox and running simulation jobs", flush=True)
         w.run(once=args.once)
     finally:
         db.dispose()

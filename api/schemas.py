@@ -312,8 +312,9 @@ class KeySchema(ma.Schema):
 class SimulationSchema(Strict):
     bank = fields.String(required=True, validate=FullMatch(ID_RE), metadata={"description": "Bank id."})
     design = fields.Dict(keys=fields.String(), metadata={"description": "Design to simulate (default PROMIS)."})
-    n = JsonInteger(load_default=500, validate=validate.Range(min=1, max=2000),
-                    metadata={"description": "Number of simulees, true θ drawn from the design's prior."})
+    n = JsonInteger(load_default=500, validate=validate.Range(min=1, max=100_000),
+                    metadata={"description": "Number of simulees, true θ drawn from the design's prior (at most "
+                                             "CAT_PROM_SIM_MAX_SIMULEES, default 2000)."})
     seed = JsonInteger(validate=validate.Range(min=0, max=2**63 - 1))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .audit import AuditQueries, AuditRecord
 from .engine import Database, as_utc, utcnow
+from .jobs import JobQueries
 from .key_queries import KeyQueries
 from .pages import PageQueries
 from .patient_data import PatientDataQueries
@@ -16,9 +17,9 @@ __all__ = ["SessionStore", "AuditRecord", "Advance", "KeyRecord", "ResponseRecor
            "IN_PROGRESS", "FINISHED", "ABANDONED", "EXPIRED", "metadata", "api_keys", "sessions", "responses"]
 
 
-class SessionStore(SessionQueries, KeyQueries, PageQueries, AuditQueries, PatientDataQueries, Database):
+class SessionStore(SessionQueries, KeyQueries, PageQueries, AuditQueries, PatientDataQueries, JobQueries, Database):
     """The database of the service: engine and transactions (:class:`~api.store.engine.Database`),
     sittings and their response logs (:class:`~api.store.session_queries.SessionQueries`) and API keys
     (:class:`~api.store.key_queries.KeyQueries`), patient links and clinician web sessions
     (:class:`~api.store.pages.PageQueries`) the audit log (:class:`~api.store.audit.AuditQueries`) and one patient's data for export and erasure
-    (:class:`~api.store.patient_data.PatientDataQueries`)."""
+    (:class:`~api.store.patient_data.PatientDataQueries`), and simulation jobs (:class:`~api.store.jobs.JobQueries`)."""

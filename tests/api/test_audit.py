@@ -18,7 +18,7 @@ NOT_AUDITED = {
     "alerts.AlertStats",            # counts per rule, no patient
     "settings.Settings", "settings.AlertSettings", "settings.BankSettings",  # tenant settings
     "webhooks.Webhooks", "webhooks.Webhook", "webhooks.Deliveries",  # delivery metadata: no patient field
-    "keys.Keys", "keys.Key", "simulations.Simulations", "audit.Audit",
+    "keys.Keys", "keys.Key", "simulations.Simulations", "simulations.SimulationJob", "audit.Audit",
     "reference.page", "reference.script", "reference.root", "reference.docs_alias",
     "fhir.metadata", "fhir.questionnaires", "fhir.questionnaire",
     "fhir.next_question", "fhir.next_question_instance",  # stateless: stores and reads nothing
