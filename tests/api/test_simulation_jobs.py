@@ -159,3 +159,12 @@ def test_worker_process_runs_a_job_sqlite(app):
 @pytest.mark.postgres
 def test_worker_process_runs_a_job_postgres(pg_app, pg_schema):
     _end_to_end(pg_app, pg_app.config["CAT_PROM_DATABASE_URL"], schema=pg_schema)
+
+
+def test_the_documented_job_reply_has_the_real_shape(client, keys):
+    import json
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    sec = text[text.index("## 8. Simulation"):]
+    doc = json.loads(sec[sec.index("```json") + 7:sec.index("```", sec.index("```json") + 7)])
+    real = client.post("/v1/simulations", json=BODY, headers=keys["researcher"]).json
+    assert set(doc) == set(real) and doc["status"] == real["status"] == "queued"
