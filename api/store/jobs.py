@@ -14,7 +14,6 @@ import zlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from .engine import as_utc
 from .tables import metadata
