@@ -28,8 +28,9 @@ def _patient(client, keys, ref):
     run_session(client, app_h, {"battery": "pain-core", "patient": ref})
     open_ = client.post("/v1/sessions", headers=app_h, json={"battery": "pain-core", "patient": ref}).json
     q = open_["question"]
-    client.post(f"/v1/sessions/{open_['id']}/responses", headers=app_h,
-                json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
+    live = client.post(f"/v1/sessions/{open_['id']}/responses", headers=app_h,
+                       json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]}).json
+    assert live["status"] == "in_progress"
     assert client.put(f"/v1/patients/{ref}/baselines/pain-intensity", headers=clin,
                       json={"session_id": first["id"]}).status_code == 200
     goal = client.post(f"/v1/patients/{ref}/personal-goals", headers=app_h, json={"title": "walk", "levels": LEVELS})
@@ -37,7 +38,7 @@ def _patient(client, keys, ref):
     assert client.post(f"/v1/patients/{ref}/links", json={"battery": "pain-core"}, headers=app_h).status_code == 201
     alerts = client.get("/v1/alerts", query_string={"patient": ref}, headers=clin).json["alerts"]
     assert alerts, "the sitting should have raised an alert"
-    return alerts
+    return alerts, live
 
 
 def _world(app, client, keys):
@@ -67,7 +68,7 @@ def _scan(store, needle: str) -> list[str]:
 
 def _check_export_and_erasure(app, client, keys):
     store = app.extensions["cat_prom"].store
-    alerts = _world(app, client, keys)
+    alerts, live = _world(app, client, keys)
     rows = store.patient_data("default", GONE)
     assert {t for t, rs in rows.items() if not rs} == set(), "the world should touch every patient table"
     keep_before = {t: len(rs) for t, rs in store.patient_data("default", KEEP).items()}
@@ -108,6 +109,12 @@ def _check_export_and_erasure(app, client, keys):
     assert len(audit) == out["audit_rows_pseudonymised"] + 1
     assert "export" in {e["action"] for e in audit}
     assert audit[-1]["action"] == "erase" and audit[-1]["status"] == 200
+    # A sitting that was live (and cached by this worker) takes no more answers and is not brought back.
+    q = live["question"]
+    r = client.post(f"/v1/sessions/{live['id']}/responses", headers=keys["patient-app"],
+                    json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
+    assert r.status_code == 404
+    assert client.get(f"/v1/sessions/{live['id']}", headers=keys["clinician"]).status_code == 404
     # Repeating erases nothing more.
     again = client.delete(f"/v1/patients/{GONE}?confirm={GONE}", headers=keys["admin"]).json
     assert set(again["deleted"].values()) == {0} and again["audit_rows_pseudonymised"] == 0
