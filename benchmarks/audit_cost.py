@@ -6,7 +6,8 @@ sitting by sitting so both see the same machine load.
 Workload: the demo battery `pain-core` (item_banks/), answered with the middle option; the Flask
 test client in one process (no network: the time is the server's, SQL included); SQLite in a
 temporary folder, and PostgreSQL at CAT_PROM_TEST_PG_URL when it answers. Median and 95th
-percentile of ``time.perf_counter`` per answer.
+percentile of ``time.perf_counter`` per answer, and the mean CPU time of this process per answer
+(``time.process_time``: the service's Python work; the PostgreSQL server's own CPU is not in it).
 
     .venv/bin/python benchmarks/audit_cost.py [--sittings 20]
 """
@@ -31,9 +32,9 @@ def _sitting(client, h, times: list[float]) -> None:
     while view["status"] == "in_progress":
         q = view["question"]
         body = {"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][len(q["options"]) // 2]["value"]}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = client.post(f"/v1/sessions/{view['id']}/responses", json=body, headers=h)
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
         assert r.status_code == 200, r.json
         view = r.json
 
@@ -53,7 +54,10 @@ def measure(url: str, sittings: int, **extra) -> dict:
         _sitting(client, h, off)
         funcs.append(audit._record)
     app.extensions["cat_prom"].store.dispose()
-    q = lambda xs: (statistics.median(xs) * 1e3, statistics.quantiles(xs, n=20)[18] * 1e3, len(xs))  # noqa: E731
+    def q(xs):
+        wall, cpu = [x[0] for x in xs], [x[1] for x in xs]
+        return (statistics.median(wall) * 1e3, statistics.quantiles(wall, n=20)[18] * 1e3,
+                statistics.mean(cpu) * 1e3, len(xs))
     return {"with audit": q(on), "without": q(off)}
 
 
@@ -76,11 +80,11 @@ def main() -> None:
             with eng.begin() as c:
                 c.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             eng.dispose()
-    print("| database | hook | answers | median ms | p95 ms |")
-    print("|---|---|---:|---:|---:|")
+    print("| database | hook | answers | median ms | p95 ms | CPU ms/answer (this process) |")
+    print("|---|---|---:|---:|---:|---:|")
     for db, res in rows:
-        for k, (med, p95, n) in res.items():
-            print(f"| {db} | {k} | {n} | {med:.2f} | {p95:.2f} |")
+        for k, (med, p95, cpu, n) in res.items():
+            print(f"| {db} | {k} | {n} | {med:.2f} | {p95:.2f} | {cpu:.2f} |")
 
 
 if __name__ == "__main__":

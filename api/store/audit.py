@@ -65,8 +65,11 @@ class AuditQueries:
         """Append rows (each with every column but ``id``); one statement, autocommitted."""
         if not rows:
             return
+        params = [{c: r.get(c) for c in _COLUMNS} for r in rows]
         with self.autocommit() as conn:
-            conn.execute(_INSERT, [{c: r.get(c) for c in _COLUMNS} for r in rows])
+            # one row (nearly every request): a plain execute, which SQLAlchemy's compiled cache serves;
+            # several (lists of patients): one executemany
+            conn.execute(_INSERT, params[0] if len(params) == 1 else params)
 
     def list_audit(self, tenant: str, *, patient: str | None = None, key_id: str | None = None,
                    action: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
