@@ -114,8 +114,9 @@ def create_app(config: dict | None = None) -> Flask:
                     clinical=clinical)
     app.extensions["cat_prom"] = ext
 
-    from . import fhir, headers, limits, pages
+    from . import audit, fhir, headers, limits, pages
     from .routes import alerts, banks, goals, health, keys, links, patients, report, reference, sessions
+    from .routes import audit as audit_routes
     from .routes import settings as settings_routes
     from .routes import simulations, webhooks
     from .smorest import Api
@@ -124,8 +125,9 @@ def create_app(config: dict | None = None) -> Flask:
     register_problems(app)
     headers.init_app(app)
     limits.init_app(app)
+    audit.init_app(app)
     for blp in (health.blp, banks.blp, sessions.blp, patients.blp, report.blp, links.blp, goals.blp, alerts.blp,
-                settings_routes.blp, webhooks.blp, keys.blp, simulations.blp):
+                settings_routes.blp, webhooks.blp, keys.blp, simulations.blp, audit_routes.blp):
         api.register_blueprint(blp)
     app.register_blueprint(reference.bp)
     fhir.init_app(app)  # /fhir: FHIR R4 + SDC adaptive questionnaires (api/fhir/, docs/fhir.md)

@@ -55,6 +55,8 @@ def add_subcommands(subparsers) -> None:
     c.add_argument("--role", required=True, choices=ROLES)
     c.add_argument("--name", required=True, help="who or what uses the key, e.g. 'symptom app iOS'")
     c.add_argument("--tenant", default="default", help="the clinic the key belongs to (default: default)")
+    c.add_argument("--expires-in-days", type=int, metavar="DAYS", help="the key stops working after DAYS days "
+                   "(1-3650; default: never)")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=run_keys)
     ls = ks.add_parser("list", help="list keys (never the secrets)")
@@ -68,9 +70,11 @@ def add_subcommands(subparsers) -> None:
 
     w = subparsers.add_parser("worker", help=COMMANDS["worker"],
                               description="Deliver alert events from the outbox to the tenants' webhook endpoints "
-                                          "(signed POSTs, retries with exponential backoff, a delivery log). Several "
+                                          "(signed POSTs, retries with exponential backoff, a delivery log) and run "
+                                          "simulation jobs (POST /v1/simulations). Several "
                                           "workers may share one PostgreSQL database; run one with SQLite.")
     w.add_argument("--database-url", help="sets CAT_PROM_DATABASE_URL")
+    w.add_argument("--banks-dir", metavar="DIR", help="sets CAT_PROM_BANKS_DIR (the banks simulation jobs use)")
     w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
     w.add_argument("--batch", type=int, default=10, metavar="N", help="rows claimed per round (default 10)")
     w.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
@@ -147,7 +151,8 @@ def run_keys(args) -> int:
         if args.keys_command == "create":
             try:
                 k = keys.create_key(db, role=args.role, name=args.name, tenant=args.tenant,
-                                    pepper=settings["CAT_PROM_SECRET_KEY"])
+                                    pepper=settings["CAT_PROM_SECRET_KEY"],
+                                    expires_at=keys.key_expiry(expires_in_days=args.expires_in_days))
             except ValueError as e:
                 print(f"cat-prom keys create: {e}", file=sys.stderr)
                 return 2
@@ -162,11 +167,11 @@ def run_keys(args) -> int:
             if args.json:
                 print(json.dumps(rows))
             else:
-                print(f"{'id':<22} {'tenant':<16} {'role':<12} {'status':<8} {'created':<26} name")
+                print(f"{'id':<22} {'tenant':<16} {'role':<12} {'status':<8} {'created':<26} {'last used':<17} name")
                 for r in rows:
-                    status = "revoked" if r["revoked_at"] else "active"
+                    status = "revoked" if r["revoked_at"] else "expired" if keys.has_expired(r) else "active"
                     print(f"{r['id']:<22} {r['tenant']:<16} {r['role']:<12} {status:<8} {r['created_at'][:25]:<26} "
-                          f"{r['name']}")
+                          f"{(r['last_used_at'] or 'never')[:16]:<17} {r['name']}")
             return 0
         if args.keys_command == "revoke":
             row = keys.revoke_key(db, args.key_id)
@@ -193,12 +198,16 @@ def run_worker(args) -> int:
     logging.basicConfig(level=settings["CAT_PROM_LOG_LEVEL"].upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db = _database(settings)
+    from .registry import Registry
     try:
         w = Worker(db, WorkerConfig(batch=args.batch, poll_s=args.poll, lease_s=args.lease, timeout_s=args.timeout,
                                     max_attempts=args.max_attempts, backoff_base_s=args.backoff,
-                                    backoff_max_s=args.backoff_max))
+                                    backoff_max_s=args.backoff_max,
+                                    sim_max_simulees=settings["CAT_PROM_SIM_MAX_SIMULEES"],
+                                    sim_max_items=settings["CAT_PROM_SIM_MAX_ITEMS"]),
+                   registry=Registry.load(settings["CAT_PROM_BANKS_DIR"]))
         w.install_signal_handlers()
-        print(f"cat-prom worker {w.name}: delivering the outbox", flush=True)
+        print(f"cat-prom worker {w.name}: delivering the outbox and running simulation jobs", flush=True)
         w.run(once=args.once)
     finally:
         db.dispose()

@@ -35,6 +35,9 @@ takes the same keys (without the prefix or with it) to override them in tests.
 ``CAT_PROM_WEB_SESSION_TTL``   seconds a clinician's browser sign-in lasts. Default 28800 (8 hours)
 ``CAT_PROM_FORM_SECRET``       key that signs the pages' CSRF tokens; the same in every worker and host. Default:
                                derived from ``CAT_PROM_SECRET_KEY``, else a random key kept in the instance folder
+``CAT_PROM_SIM_MAX_SIMULEES``  largest ``n`` of one simulation job. Default 2000
+``CAT_PROM_SIM_MAX_ITEMS``     largest bank a simulation job may use (items). Default 500
+``CAT_PROM_SIM_MAX_ACTIVE``    simulation jobs one tenant may have queued or running at once. Default 2
 =============================  ==========================================================
 """
 from __future__ import annotations
@@ -71,6 +74,10 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "COOKIE_SECURE": (True, lambda v: str(v).strip().lower() not in ("0", "false", "no", "off", "")),
     "WEB_SESSION_TTL": (8 * 3600, int),
     "FORM_SECRET": (None, str),
+    # simulation jobs (POST /v1/simulations), per tenant
+    "SIM_MAX_SIMULEES": (2000, int),
+    "SIM_MAX_ITEMS": (500, int),
+    "SIM_MAX_ACTIVE": (2, int),
 }
 
 

@@ -292,6 +292,11 @@ class PatientResultsSchema(ma.Schema):
 class CreateKeySchema(Strict):
     role = fields.String(required=True, validate=validate.OneOf(["patient-app", "clinician", "researcher", "admin"]))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    expires_at = fields.AwareDateTime(default_timezone=dt.timezone.utc, metadata={
+        "description": "When the key stops working (ISO 8601; UTC if no offset; within 3650 days). Give this or "
+                       "`expires_in_days`, or neither for a key that does not expire."})
+    expires_in_days = fields.Integer(validate=validate.Range(min=1, max=3650), strict=True, metadata={
+        "description": "The key stops working this many days from now."})
 
 
 class KeySchema(ma.Schema):
@@ -301,14 +306,18 @@ class KeySchema(ma.Schema):
     role = fields.String()
     created_at = fields.String()
     revoked_at = fields.String(allow_none=True)
+    expires_at = fields.String(allow_none=True, metadata={"description": "null: the key does not expire."})
+    last_used_at = fields.String(allow_none=True, metadata={
+        "description": "The last request made with the key, to the minute (null: never used)."})
     key = fields.String(metadata={"description": "Only in the response that creates the key."})
 
 
 class SimulationSchema(Strict):
     bank = fields.String(required=True, validate=FullMatch(ID_RE), metadata={"description": "Bank id."})
     design = fields.Dict(keys=fields.String(), metadata={"description": "Design to simulate (default PROMIS)."})
-    n = JsonInteger(load_default=500, validate=validate.Range(min=1, max=2000),
-                    metadata={"description": "Number of simulees, true θ drawn from the design's prior."})
+    n = JsonInteger(load_default=500, validate=validate.Range(min=1, max=100_000),
+                    metadata={"description": "Number of simulees, true θ drawn from the design's prior (at most "
+                                             "CAT_PROM_SIM_MAX_SIMULEES, default 2000)."})
     seed = JsonInteger(validate=validate.Range(min=0, max=2**63 - 1))
 
 

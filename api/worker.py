@@ -1,4 +1,5 @@
-"""``cat-prom worker``: delivers the alert outbox to the tenants' webhook endpoints.
+"""``cat-prom worker``: delivers the alert outbox to the tenants' webhook endpoints, and runs
+simulation jobs (``POST /v1/simulations``; :mod:`api.store.jobs`), one at a time between outbox batches.
 
 Loop: claim due outbox rows (a short transaction, see :mod:`api.store.outbox`), POST each signed
 body (:mod:`api.webhooks`), then log the attempt and settle the row: delivered on a 2xx; otherwise
@@ -17,8 +18,9 @@ import socket
 import threading
 import uuid
 
-from . import webhooks
+from . import sim_jobs, webhooks
 from .store import SessionStore as Database, utcnow
+from .problems import Problem
 from .store import outbox as store
 
 log = logging.getLogger("cat_prom.worker")
@@ -33,11 +35,16 @@ class WorkerConfig:
     max_attempts: int = 10
     backoff_base_s: float = 5.0
     backoff_max_s: float = 3600.0
+    job_lease_s: float = 900.0        # a simulation job not finished by then is run again by another worker
+    sim_max_simulees: int = 2000
+    sim_max_items: int = 500
 
 
 class Worker:
-    def __init__(self, db: Database, config: WorkerConfig | None = None, *, name: str | None = None):
+    def __init__(self, db: Database, config: WorkerConfig | None = None, *, name: str | None = None,
+                 registry=None):
         self.db = db
+        self.registry = registry  # the banks; without them no simulation job is taken
         self.cfg = config or WorkerConfig()
         if self.cfg.lease_s <= self.cfg.timeout_s:
             raise ValueError("the lease must be longer than the HTTP timeout, or a slow delivery is sent twice")
@@ -45,14 +52,34 @@ class Worker:
         self.stopping = threading.Event()
 
     def run_once(self) -> int:
-        """Claim one batch and deliver it; returns the number of rows attempted."""
+        """Claim one outbox batch and deliver it, then run one simulation job; returns the number of rows
+        attempted plus jobs run."""
         now = utcnow()
         with self.db.write() as conn:
             items = store.claim(conn, worker=self.name, now=now, lease=dt.timedelta(seconds=self.cfg.lease_s),
                                 limit=self.cfg.batch, skip_locked=self.db.is_postgres)
         for item in items:
             self._deliver(item)
-        return len(items)
+        return len(items) + (self.run_job() if self.registry is not None else 0)
+
+    def run_job(self) -> int:
+        """Claim one simulation job and run it to done or failed; 1 if there was one, else 0."""
+        job = self.db.claim_job(worker=self.name, now=utcnow(), lease=dt.timedelta(seconds=self.cfg.job_lease_s))
+        if job is None:
+            return 0
+        result = error = None
+        try:
+            result = sim_jobs.run(self.registry, job.request, max_simulees=self.cfg.sim_max_simulees,
+                                  max_items=self.cfg.sim_max_items)
+        except Problem as e:  # the bank or design changed since it was queued
+            error = e.detail
+        except Exception:  # noqa: BLE001 - a job must end, whatever went wrong; the traceback is logged
+            log.exception("simulation job %s failed", job.id)
+            error = "The simulation failed inside the service; the worker's log has the details."
+        if not self.db.finish_job(job.id, worker=self.name, now=utcnow(), result=result, error=error):
+            log.warning("simulation job %s: lease lost before it finished; another worker runs it", job.id)
+        log.info("simulation job %s -> %s", job.id, "done" if error is None else "failed")
+        return 1
 
     def _deliver(self, item: store.Claimed) -> None:
         out = webhooks.post(item.url, item.payload.encode(), secret=item.secret, event=item.event,

@@ -9,6 +9,7 @@ import uuid
 
 from flask import Blueprint, Response, current_app, g, request
 
+from ..audit import audited, subject
 from ..keys import ROLES, require
 from ..limits import per_key
 from ..problems import Problem
@@ -130,6 +131,7 @@ def _next(qid):
 @bp.post("/QuestionnaireResponse")
 @require(*NEXT_QUESTION_ROLES)
 @per_key("sessions")  # stores a sitting, like starting one
+@audited("create")
 def questionnaire_response_create():
     """Store a sitting finished through ``$next-question`` (a distinct action, as SDC asks: the
     operation itself stores nothing). The response is verified and replayed exactly like
@@ -145,6 +147,7 @@ def questionnaire_response_create():
         raise Problem("fhir-sitting-unfinished", "Only a completed sitting can be stored: keep calling "
                       "$next-question until its status is `completed`.", fhir_expression=["QuestionnaireResponse.status"])
     patient = _patient_of(qr)
+    subject(patient)
     # Issue 9: a link token scoped to one patient must match `patient` here.
     sid = str(uuid.uuid5(_SITTING_NS, f"{ext.signer.kid}:{rp.nonce}"))
     svc = current_app.extensions["cat_prom"].sessions
@@ -174,19 +177,23 @@ def _patient_of(qr: dict) -> str:
 
 @bp.get("/QuestionnaireResponse/<string:sid>")
 @require(*RECORD_ROLES)
+@audited("read")
 def questionnaire_response_read(sid):
     ext = _ext()
     view = current_app.extensions["cat_prom"].sessions.get(g.principal.tenant, sid)
+    subject(view["patient"])
     return fhir_response(questionnaire_response(view, current_app.extensions["cat_prom"].registry.banks, ext.base()))
 
 
 @bp.get("/Observation/<string:oid>")
 @require(*RECORD_ROLES)
+@audited("read")
 def observation_read(oid):
     sid, _, k = oid.rpartition(".")
     if not sid or not k.isdigit() or not FHIR_ID.match(oid):
         raise Problem("not-found", "No Observation with this id; Observation ids are <session id>.<domain index>.")
     view = current_app.extensions["cat_prom"].sessions.get(g.principal.tenant, sid)
+    subject(view["patient"])
     if view.get("status") != "finished":
         raise Problem("not-found", "This sitting is not finished, so it has no Observations yet.")
     obs = observations(view, current_app.extensions["cat_prom"].registry.banks)
@@ -197,6 +204,7 @@ def observation_read(oid):
 
 @bp.get("/Observation")
 @require(*RECORD_ROLES)
+@audited("read")
 def observation_search():
     ref = request.args.get("subject") or request.args.get("patient") or ""
     ref = ref.split("/", 1)[1] if ref.startswith("Patient/") else ref
@@ -208,6 +216,7 @@ def observation_search():
         offset = max(int(request.args.get("_offset", 0)), 0)
     except ValueError:
         raise Problem("bad-request", "`_count` and `_offset` must be integers.") from None
+    subject(ref)
     svc = current_app.extensions["cat_prom"].sessions
     page = svc.patient_results(g.principal.tenant, ref, count + 1, offset)["sessions"]
     more = len(page) > count

@@ -16,9 +16,9 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g
 
-from ..keys import Principal, hash_key, verify_key
+from ..keys import Principal, hash_key, note_use, verify_key
 from ..problems import Problem
 from ..service import iso
 from ..store import utcnow
@@ -121,7 +121,10 @@ def web_principal(cookie_value: str | None) -> Principal | None:
         return None
     if rec.role != "clinician":
         return None
-    return Principal(rec.key_id, rec.tenant, rec.role, rec.name)
+    g.web_session_id = rec.id  # the audit log names the browser session as well as its key
+    p = Principal(rec.key_id, rec.tenant, rec.role, rec.name)
+    note_use(p)
+    return p
 
 
 def sign_out(cookie_value: str | None) -> None:
@@ -138,5 +141,7 @@ def clinician_from_request(request) -> Principal | None:
         p = authenticate()
         if p.role != "clinician":
             raise Problem("forbidden", f"This endpoint needs a key with role clinician; this key has role {p.role}.")
-        return p
-    return web_principal(request.cookies.get(COOKIE_NAME))
+    else:
+        p = web_principal(request.cookies.get(COOKIE_NAME))
+    g.principal = p  # the audit log's actor
+    return p

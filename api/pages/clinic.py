@@ -8,6 +8,7 @@ import functools
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
+from ..audit import audited, subject
 from ..problems import Problem
 from ..routes.patients import check_ref
 from . import access, charts, csrf
@@ -87,6 +88,7 @@ def sign_out():
 # ------------------------------------------------------------------------ patient list
 @bp.get("/patients")
 @signed_in
+@audited("read")
 def patients():
     which = request.args.get("alerts", "all")
     if which not in ALERT_FILTERS:
@@ -96,6 +98,7 @@ def patients():
     rows = [r for r in triage["patients"]
             if which == "all" or (which == "open") == (r["open_alerts"] > 0)][:PAGE_SIZE]
     for r in rows:
+        subject(r["patient"])
         r["sparks"] = _sparklines(tenant, r["patient"])
     return render_template("clinic_patients.html", title="Patients", rows=rows, filters=ALERT_FILTERS,
                            which=which, total=triage["total"], shown=len(rows), page_size=PAGE_SIZE)
@@ -123,6 +126,7 @@ def _sparklines(tenant: str, patient: str) -> list[dict]:
 # ------------------------------------------------------------------------ report forms
 @bp.post("/patients/<patient_ref>/alerts/<alert_id>/acknowledge")
 @signed_in
+@audited("update")
 def acknowledge(patient_ref: str, alert_id: str):
     check_ref(patient_ref)
     note = request.form.get("note", "").strip()[:1000]
@@ -141,6 +145,7 @@ def acknowledge(patient_ref: str, alert_id: str):
 
 @bp.post("/patients/<patient_ref>/goals/<bank_id>")
 @signed_in
+@audited("update")
 def set_goal(patient_ref: str, bank_id: str):
     check_ref(patient_ref)
     form = request.form

@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFError
 
 from cat_prom.errors import CatPromError
 
+from ..audit import audited, by_link
 from ..problems import Problem
 from . import access, csrf
 from .headers import page_headers
@@ -55,6 +56,7 @@ def _open(token: str):
     state = access.resolve_link(token)
     if state.link is None:
         return None, _closed(state.reason)
+    by_link(state.link)
     return state.link, None
 
 
@@ -66,6 +68,7 @@ def _csrf_failed(e):
 
 
 @bp.get("/take/<token>")
+@audited("read")
 def show(token: str):
     link, closed = _open(token)
     if closed:
@@ -116,6 +119,7 @@ def _summary(view: dict) -> list[dict]:
 
 
 @bp.post("/take/<token>")
+@audited("update")
 def answer(token: str):
     csrf.protect()
     link, closed = _open(token)

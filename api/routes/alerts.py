@@ -6,6 +6,7 @@ import datetime as dt
 from flask import current_app, g
 from flask.views import MethodView
 
+from ..audit import audited
 from ..keys import require
 from ..problems import Problem
 from ..schemas import ProblemSchema
@@ -27,6 +28,7 @@ class Alerts(MethodView):
     @require("clinician")
     @blp.arguments(AlertsQuerySchema, location="query")
     @blp.response(200, AlertListSchema)
+    @audited("read", many="alerts")
     def get(self, args):
         """The tenant's alerts, newest first; filter by status, patient, domain (bank id), rule and time."""
         args = dict(args)
@@ -54,6 +56,7 @@ class Alert(MethodView):
     @require("clinician")
     @blp.response(200, AlertSchema)
     @blp.alt_response(404, description="alert-not-found", **_PROBLEM)
+    @audited("read")
     def get(self, alert_id):
         """One alert with the values its rule used."""
         return _svc().alert(g.principal.tenant, alert_id)
@@ -66,6 +69,7 @@ class Acknowledge(MethodView):
     @blp.response(200, AlertSchema)
     @blp.alt_response(404, description="alert-not-found", **_PROBLEM)
     @blp.alt_response(409, description="alert-acknowledged: already acknowledged with another note", **_PROBLEM)
+    @audited("update")
     def post(self, args, alert_id):
         """Acknowledge an open alert with a note; the key that does it is recorded. It re-opens (as a new alert)
         only if the patient worsens again by the MID. Repeating the same acknowledgement is harmless."""

@@ -22,16 +22,22 @@ class Keys(MethodView):
     @require("admin")
     @blp.response(200, KeySchema(many=True))
     def get(self):
-        """List the tenant's keys (never the secrets)."""
+        """List the tenant's keys (never the secrets), with expiry and last use (to the minute)."""
         return keys.list_keys(_db(), tenant=g.principal.tenant)
 
     @require("admin")
     @blp.arguments(CreateKeySchema)
     @blp.response(201, KeySchema)
     def post(self, args):
-        """Create a key in the tenant; the secret `key` is in this response only."""
+        """Create a key in the tenant; the secret `key` is in this response only. Optional expiry:
+        `expires_at` or `expires_in_days`; an expired key gets 401 saying so."""
+        try:
+            expires = keys.key_expiry(args.get("expires_at"), args.get("expires_in_days"))
+        except ValueError as e:
+            raise Problem("validation-error", f"The key's expiry is not valid: {e}.",
+                          errors={"expires_at": [str(e)]}) from None
         return keys.create_key(_db(), role=args["role"], name=args["name"], tenant=g.principal.tenant,
-                               pepper=current_app.config.get("CAT_PROM_SECRET_KEY"))
+                               pepper=current_app.config.get("CAT_PROM_SECRET_KEY"), expires_at=expires)
 
 
 @blp.route("/<string:key_id>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import g, url_for
 from flask.views import MethodView
 
+from ..audit import audited
 from ..keys import require
 from ..pages import access
 from ..schemas import CreateLinkSchema, LinkSchema, ProblemSchema
@@ -21,6 +22,7 @@ class Links(MethodView):
     @blp.response(201, LinkSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="bank-not-found or battery-not-found",
                       content_type="application/problem+json")
+    @audited("create")
     def post(self, args, patient_ref):
         """Start a sitting for this patient and return the link that opens it (and nothing else).
 
@@ -38,6 +40,7 @@ class Link(MethodView):
     @blp.response(200, LinkSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="link-not-found",
                       content_type="application/problem+json")
+    @audited("update")
     def delete(self, patient_ref, link_id):
         """Revoke the link (idempotent): it then opens only a page saying so."""
         check_ref(patient_ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Response, current_app, redirect, render_template, request, url_for
 from flask.views import MethodView
 
+from ..audit import audited
 from ..pages import access
 from ..pages.headers import page_headers
 from ..pages.report import build_report
@@ -36,6 +37,7 @@ class Report(MethodView):
     @blp.response(200, description="The report: `text/html`, `application/json` or `application/pdf`.")
     @blp.alt_response(401, schema=ProblemSchema, content_type="application/problem+json",
                       description="No clinician key (a browser without a sign-in is sent to /clinic/sign-in)")
+    @audited("read")
     def get(self, args, patient_ref):
         """The patient's report: per domain the T-score over time (severity bands, ±SE, acceptable level,
         changes reaching the MID), the balance of pain, function and side effects against the patient's

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, url_for
 from flask.views import MethodView
 
+from ..audit import audited
 from ..keys import require
 from ..limits import per_key
 from ..schemas import AnswerSchema, CreateSessionSchema, ProblemSchema, SessionSchema
@@ -34,6 +35,7 @@ class Sessions(MethodView):
                       description="too-many-requests: this key started too many sessions "
                                   "(CAT_PROM_RATE_LIMIT_SESSIONS); see Retry-After",
                       headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}})
+    @audited("create")
     def post(self, args):
         """Start a sitting: one or more banks, or a battery. Returns the first question."""
         view = _svc().create(g.principal.tenant, args)
@@ -44,12 +46,14 @@ class Sessions(MethodView):
 class Session(MethodView):
     @require("patient-app", "clinician")
     @blp.response(200, SessionSchema)
+    @audited("read")
     def get(self, session_id):
         """Status, answers so far, the current question, and scores once finished."""
         return _svc().get(g.principal.tenant, session_id)
 
     @require("patient-app")
     @blp.response(204)
+    @audited("update")
     def delete(self, session_id):
         """Abandon the sitting (it takes no more answers; idempotent). The session is not erased: GET
         still returns it, with status `abandoned`, to its tenant."""
@@ -74,6 +78,7 @@ class Responses(MethodView):
                       description="too-many-requests: this key posted too many answers "
                                   "(CAT_PROM_RATE_LIMIT_ANSWERS); see Retry-After",
                       headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}})
+    @audited("update")
     def post(self, args, session_id):
         """Answer (or decline) the current question; returns the next question or the results.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .engine import as_utc
+from .engine import as_utc, utcnow
 from .tables import api_keys, metadata
 
 patient_links = sa.Table(
@@ -64,7 +64,7 @@ class WebSessionRecord:
     created_at: dt.datetime
     expires_at: dt.datetime
     ended_at: dt.datetime | None
-    key_revoked: bool
+    key_revoked: bool  #: revoked or expired: either ends the web session
 
 
 def _link(row) -> LinkRecord:
@@ -102,7 +102,7 @@ class PageQueries:
 
     def web_session_by_token_hash(self, token_hash: str) -> WebSessionRecord | None:
         q = (sa.select(web_sessions, api_keys.c.tenant, api_keys.c.role, api_keys.c.name,
-                       api_keys.c.revoked_at.label("key_revoked_at"))
+                       api_keys.c.revoked_at.label("key_revoked_at"), api_keys.c.expires_at.label("key_expires_at"))
              .join(api_keys, api_keys.c.id == web_sessions.c.key_id)
              .where(web_sessions.c.token_hash == token_hash))
         with self.read(snapshot=False) as conn:
@@ -110,8 +110,10 @@ class PageQueries:
         if row is None:
             return None
         m = row._mapping
+        key_expired = m["key_expires_at"] is not None and as_utc(m["key_expires_at"]) <= utcnow()
         return WebSessionRecord(m["id"], m["key_id"], m["tenant"], m["role"], m["name"], as_utc(m["created_at"]),
-                                as_utc(m["expires_at"]), as_utc(m["ended_at"]), m["key_revoked_at"] is not None)
+                                as_utc(m["expires_at"]), as_utc(m["ended_at"]),
+                                m["key_revoked_at"] is not None or key_expired)
 
     def end_web_session(self, token_hash: str, now: dt.datetime) -> None:
         with self.write() as conn:

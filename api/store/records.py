@@ -65,3 +65,5 @@ class KeyRecord:
     key_hash: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None

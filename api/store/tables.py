@@ -26,6 +26,8 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),     # None: never expires
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),   # to the minute (see api.keys)
 )
 
 sessions = sa.Table(

@@ -175,15 +175,14 @@ def test_bank_detail_by_role(client, keys):
     assert r.status_code == 404 and r.json["type"].endswith(":bank-not-found")
 
 
-def test_simulation_for_researchers(client, keys):
-    r = client.post("/v1/simulations", json={"bank": "pain-interference", "n": 200, "seed": 1,
-                                             "design": {"max_items": 6}}, headers=keys["researcher"])
-    assert r.status_code == 200, r.json
-    s = r.json
+def test_simulation_for_researchers(app, client, keys):
+    from test_simulation_jobs import run_simulation
+    s = run_simulation(app, client, keys["researcher"], {"bank": "pain-interference", "n": 200, "seed": 1,
+                                                         "design": {"max_items": 6}})
     assert s["n"] == 200 and s["bank_id"] == "pain-interference"
     assert s["test_length"]["max"] <= 6 and s["rmse"] > 0
-    again = client.post("/v1/simulations", json={"bank": "pain-interference", "n": 200, "seed": 1,
-                                                 "design": {"max_items": 6}}, headers=keys["researcher"]).json
+    again = run_simulation(app, client, keys["researcher"], {"bank": "pain-interference", "n": 200, "seed": 1,
+                                                             "design": {"max_items": 6}})
     assert again["rmse"] == s["rmse"]
     assert client.post("/v1/simulations", json={"bank": "pain-interference"},
                        headers=keys["patient-app"]).status_code == 403

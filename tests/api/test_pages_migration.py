@@ -16,7 +16,7 @@ def _check(url, schema=None):
     migrated.migrate("0003")
     with migrated.read() as conn:
         assert not set(PAGES) & set(sa.inspect(conn).get_table_names())
-    migrated.migrate()
+    migrated.migrate("0004")
     with migrated.read() as conn:
         got = _describe(conn, PAGES)
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
