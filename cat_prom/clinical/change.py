@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 from ..errors import InvalidDataError
 from ..evidence import SCORED
 
-__all__ = ["RELIABLE_Z", "DEFAULT_MID", "Change", "change", "worsening", "worse_sign", "changes"]
+__all__ = ["RELIABLE_Z", "DEFAULT_MID", "Change", "change", "is_reliable", "worsening", "worse_sign", "changes"]
 
 #: z of the reliable change criterion (two-sided 95%; Jacobson & Truax, 1991)
 RELIABLE_Z = 1.96
@@ -88,6 +88,12 @@ class Change:
         return asdict(self)
 
 
+def is_reliable(delta_t, se_from, se_to, z: float = RELIABLE_Z):
+    """The reliable-change rule |ΔT| > z·√(SE_from² + SE_to²), elementwise on numbers or numpy arrays
+    (the one place it is written: :func:`change` and the longitudinal simulation use it)."""
+    return abs(delta_t) > z * (se_from ** 2 + se_to ** 2) ** 0.5
+
+
 def change(t_from: float, se_from: float, t_to: float, se_to: float, *, direction: str = "higher_is_worse",
            mid: float = DEFAULT_MID, z: float = RELIABLE_Z) -> Change:
     """The :class:`Change` from a sitting scored ``t_from`` ± ``se_from`` to one scored ``t_to`` ± ``se_to``.
@@ -103,7 +109,7 @@ def change(t_from: float, se_from: float, t_to: float, se_to: float, *, directio
     se = math.hypot(s1, s2)
     w = sign * d
     rci = d / se if se > 0 else None  # two exact scores (SE 0): no index
-    return Change(delta_t=d, se_delta=se, rci=rci, reliable=abs(d) > z * se, reaches_mid=abs(d) >= mid,
+    return Change(delta_t=d, se_delta=se, rci=rci, reliable=bool(is_reliable(d, s1, s2, z)), reaches_mid=abs(d) >= mid,
                   direction="worse" if w > 0 else "better" if w < 0 else "none", mid=mid, t_from=t1, t_to=t2)
 
 

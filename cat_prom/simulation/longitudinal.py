@@ -23,17 +23,17 @@ import numpy as np
 
 from ..calibration import simulate_responses
 from ..design import PREVIOUS_PRIOR_DEFAULTS
+from ..clinical.change import is_reliable
 from ..priors import estimate_drift_sd
 
 __all__ = ["DESIGNS", "GROUPS", "design_options", "battery_cohort", "run_cohort", "summarise", "drift_estimates",
-           "markdown", "RELIABLE_Z"]
+           "markdown"]
 
 DESIGNS = ("today", "previous", "joint", "both")
 GROUPS = ("stable", "worsening", "flare", "improving")
 #: which domains a slow trend moves, by bank id (others do not trend); sleep half as much
 _TREND_LOAD = {"pain-intensity": 1.0, "pain-interference": 1.0, "physical-function": 1.0, "sleep-disturbance": 0.5,
                "fatigue": 0.5}
-RELIABLE_Z = 1.96
 
 
 def design_options(name: str, battery, *, prior: Mapping[str, Any] | None = None,
@@ -133,7 +133,7 @@ def summarise(run: dict, theta: np.ndarray, groups: np.ndarray, banks: Sequence,
     T_hat = run["theta_hat"][:, :, flare_domain] * t_sd[flare_domain]  # (n, T)
     se_t = run["se"][:, :, flare_domain] * t_sd[flare_domain]
     dT = T_hat[:, 1:] - T_hat[:, :-1]  # change at sittings 1..T-1
-    reliable = np.abs(dT) > RELIABLE_Z * np.sqrt(se_t[:, 1:] ** 2 + se_t[:, :-1] ** 2)
+    reliable = is_reliable(dT, se_t[:, :-1], se_t[:, 1:])
     flare_at = np.asarray(flare_at)
     fl, st = flare_at > 0, groups == "stable"
     rows, at = np.flatnonzero(fl), flare_at[fl]
