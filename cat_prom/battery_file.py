@@ -112,8 +112,10 @@ class BatteryDef:
                             id=self.id, previous=previous)
 
     def to_dict(self) -> dict:
-        """What the service lists about a battery: id, name, banks and description."""
-        return {"id": self.id, "name": self.name, "banks": list(self.banks), "description": self.description}
+        """What the service lists about a battery: id, name, banks, description and how it is scored
+        (``"separate"``, or ``"joint"``: its domains borrow strength from each other)."""
+        return {"id": self.id, "name": self.name, "banks": list(self.banks), "description": self.description,
+                "scoring": self.scoring}
 
     def design(self, bank_id: str) -> dict:
         """The design overrides of one bank (a fresh dict; empty when the battery sets none)."""
