@@ -185,6 +185,7 @@ def _number(raw: str | None):
 
 @bp.post("/patients/<patient_ref>/personal-goals")
 @signed_in
+@audited("create")
 def create_personal_goal(patient_ref: str):
     """A new GAS goal from the report's form, validated by the API's own schema."""
     import marshmallow as ma
@@ -207,6 +208,7 @@ def create_personal_goal(patient_ref: str):
 
 @bp.post("/patients/<patient_ref>/personal-goals/<goal_id>/ratings")
 @signed_in
+@audited("create")
 def rate_personal_goal(patient_ref: str, goal_id: str):
     import marshmallow as ma
 
