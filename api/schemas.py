@@ -95,7 +95,10 @@ class CreateSessionSchema(Strict):
                        "patient's last scored sitting of that bank (looked up when the sitting is created; the "
                        "result's `prior` says what was used)."})
     designs = fields.Dict(keys=fields.String(validate=FullMatch(ID_RE)), values=fields.Dict(), metadata={
-        "description": "Design overrides per bank id; each key must be a bank of this session (else `422`)."})
+        "description": "Design overrides per bank id; each key must be a bank of this session (else `422`), so "
+                       "matches the bank id pattern `^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$` (OpenAPI 3.0 cannot "
+                       "constrain property names; `x-propertyNames` states it).",
+        "x-propertyNames": {"pattern": ID_RE}})
     exclude_items = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
                                 validate=validate.Length(max=1000),
                                 metadata={"description": "Item ids never to offer to this patient, in any bank."})

@@ -54,6 +54,43 @@ class SchemaExtrasPlugin(BasePlugin):
         extra = getattr(schema, "OPENAPI_EXTRA", None)
         return dict(extra) if extra else None
 
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        """Document on every operation the statuses any request can get before its route runs
+        (the front end, :mod:`api.serving`; authentication; the per-address limit, :mod:`api.limits`),
+        so that a client generated from the document, and schemathesis, expect them."""
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            statuses = FRONT_END_STATUSES
+            if operation.get("security") != []:
+                statuses = {**statuses, **AUTH_STATUSES}
+            for status, description in statuses.items():
+                responses.setdefault(str(status), _problem_response(description))
+
+
+#: Statuses every request can get from the front end (``api.serving``) or the app's body reader.
+FRONT_END_STATUSES = {
+    400: "bad-request or malformed-json: the request or its body is not well-formed (e.g. a bad chunk size)",
+    408: "request-timeout: the head or body did not arrive within CAT_PROM_REQUEST_TIMEOUT",
+    413: "payload-too-large: the body is over CAT_PROM_MAX_BODY_BYTES (chunked bodies included)",
+    414: "uri-too-long: the request target is over 4094 bytes",
+    431: "header-fields-too-large: a header field over 8190 bytes, or more than 100 fields",
+}
+#: Statuses of every route that needs a key.
+AUTH_STATUSES = {
+    401: "unauthorized: no key, or an unknown, revoked or expired one",
+    403: "forbidden: the key's role may not do this",
+    429: "too-many-requests: this address failed authentication too often (CAT_PROM_RATE_LIMIT_AUTH_FAILURES); "
+         "see Retry-After",
+}
+
+
+def _problem_response(description: str) -> dict:
+    response = {"description": description,
+                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if description.startswith("too-many-requests"):
+        response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return response
+
 
 def _response_value_property(self, field, ret, **kwargs):
     if isinstance(field, ResponseValue):

@@ -49,7 +49,9 @@ def generate() -> str:
     tmp = Path(tempfile.mkdtemp())
     app = make_app(ROOT / "item_banks", f"sqlite:///{tmp / 'doc.sqlite'}", FHIR_SIGNING_KEY="documentation-key",
                    FHIR_BASE_URL=BASE)
-    old, old_now = signing.Signer.new_nonce, service.utcnow
+    # The staticmethod itself: `Signer.new_nonce` is the bare function, which restored would become a
+    # method (every later $next-question in this process then failed with a TypeError, a 500).
+    old, old_now = signing.Signer.__dict__["new_nonce"], service.utcnow
     signing.Signer.new_nonce = staticmethod(lambda: NONCE)
     service.utcnow = lambda: dt.datetime(2026, 11, 26, 9, 34, 5, tzinfo=dt.timezone.utc)  # the sitting is stored
     try:
