@@ -72,6 +72,10 @@ ALLOWED = {
     ("GET", "/v1/keys"): {"admin"}, ("POST", "/v1/keys"): {"admin"},
     ("DELETE", "/v1/keys/<string:key_id>"): {"admin"},
     ("POST", "/v1/simulations"): {"researcher", "admin"},
+    ("GET", "/v1/simulations/<string:job_id>"): {"researcher", "admin"},
+    ("GET", "/v1/audit"): {"admin"},
+    ("GET", "/v1/patients/<string:patient_ref>/export"): {"clinician", "admin"},
+    ("DELETE", "/v1/patients/<string:patient_ref>"): {"admin"},
     ("GET", "/fhir/Questionnaire"): ALL, ("GET", "/fhir/Questionnaire/<string:qid>"): ALL,
     ("POST", "/fhir/Questionnaire/$next-question"): {"patient-app"},
     ("POST", "/fhir/Questionnaire/<string:qid>/$next-question"): {"patient-app"},
@@ -83,7 +87,9 @@ ALLOWED = {
 #: Clinician pages (sign-in cookie, not a bearer key) and the patient page (link token).
 COOKIE_PAGES = {("POST", "/clinic/sign-in"), ("POST", "/clinic/sign-out"), ("GET", "/clinic/patients"),
                 ("POST", "/clinic/patients/<patient_ref>/alerts/<alert_id>/acknowledge"),
-                ("POST", "/clinic/patients/<patient_ref>/goals/<bank_id>")}
+                ("POST", "/clinic/patients/<patient_ref>/goals/<bank_id>"),
+                ("POST", "/clinic/patients/<patient_ref>/personal-goals"),
+                ("POST", "/clinic/patients/<patient_ref>/personal-goals/<goal_id>/ratings")}
 LINK_PAGES = {("GET", "/take/<token>"), ("POST", "/take/<token>")}
 
 
@@ -96,6 +102,9 @@ def _full_world(client, keys):
     link = client.post("/v1/patients/p-1/links", json={"battery": "pain-core"}, headers=app_h).json
     w["link"], w["token"] = link["id"], link["url"].rsplit("/take/", 1)[1]
     w["key"] = keys.make("researcher")["_id"]
+    job = client.post("/v1/simulations", json={"bank": "pain-intensity", "n": 5, "seed": 1}, headers=keys["researcher"])
+    assert job.status_code == 202, job.json
+    w["job"] = job.json["id"]
     obs = client.get("/fhir/Observation?patient=p-1", headers=keys["clinician"]).json
     w["obs"] = obs["entry"][0]["resource"]["id"]
     return w
@@ -136,6 +145,13 @@ def _request(w, method, rule):
         "/v1/keys": ("/v1/keys", {"role": "researcher", "name": "n"}),
         "/v1/keys/<string:key_id>": f"/v1/keys/{w['key']}",
         "/v1/simulations": ("/v1/simulations", {"bank": "pain-intensity", "n": 5, "seed": 1}),
+        "/v1/simulations/<string:job_id>": f"/v1/simulations/{w['job']}",
+        "/v1/audit": "/v1/audit?patient=p-1",
+        "/v1/patients/<string:patient_ref>/export": "/v1/patients/p-1/export",
+        "/v1/patients/<string:patient_ref>": "/v1/patients/p-1?confirm=p-1",
+        "/clinic/patients/<patient_ref>/personal-goals": "/clinic/patients/p-1/personal-goals",
+        "/clinic/patients/<patient_ref>/personal-goals/<goal_id>/ratings":
+            f"/clinic/patients/p-1/personal-goals/{w['goal']}/ratings",
         "/fhir/Questionnaire/<string:qid>": "/fhir/Questionnaire/bank.pain-intensity",
         "/fhir/Questionnaire/$next-question": ("/fhir/Questionnaire/$next-question", None),
         "/fhir/Questionnaire/<string:qid>/$next-question": ("/fhir/Questionnaire/bank.pain-intensity/$next-question", None),
@@ -163,7 +179,7 @@ def _call(client, method, path, body, headers):
 def _markers(w, method, path):
     """The owning tenant's ids that another tenant's reply must never contain (the patient ref
     too when the caller did not name it: another tenant may have its own patient `p-1`)."""
-    ids = [w[k] for k in ("sid", "alert", "goal", "hook", "live", "link", "obs")]
+    ids = [w[k] for k in ("sid", "alert", "goal", "hook", "live", "link", "obs", "job")]
     return ids if "p-1" in path or method != "GET" else [*ids, "p-1"]
 
 
@@ -208,6 +224,7 @@ def _fhir_body(client, keys, w, rule):
 
 def test_access_matrix(fhir_app):
     app = fhir_app
+    app.config["CAT_PROM_SIM_MAX_ACTIVE"] = 10_000  # every route's world queues a job; no worker runs them here
     routes = sorted((m, r.rule) for r in app.url_map.iter_rules() for m in r.methods - {"HEAD", "OPTIONS"})
     known = set(ALLOWED) | COOKIE_PAGES | LINK_PAGES
     assert not set(routes) - known, f"routes without a row in the access matrix: {sorted(set(routes) - known)}"
