@@ -23,10 +23,12 @@ def capability_statement(base: str, questionnaire_ids: list[str]) -> dict:
         "rest": [{
             "mode": "server",
             "documentation": f"{len(questionnaire_ids)} adaptive questionnaires. Send an API key as "
-                             "`Authorization: Bearer <key>`: a patient-app key for $next-question, a clinician "
-                             "key for QuestionnaireResponse and Observation. Errors are OperationOutcome.",
-            "security": {"service": [{"text": "Bearer API key (cat-prom)"}],
-                         "description": "API keys with roles patient-app, clinician, researcher, admin."},
+                             "`Authorization: Bearer <key>`: a patient-app key (or a patient link token, for its own "
+                             "questionnaire and patient) for $next-question, a clinician key for reading "
+                             "QuestionnaireResponse and Observation. Errors are OperationOutcome.",
+            "security": {"service": [{"text": "Bearer API key or patient link token (cat-prom)"}],
+                         "description": "API keys with roles patient-app, clinician, researcher, admin; "
+                                        "patient link tokens (cpl_...) scoped to one patient's questionnaire."},
             "resource": [
                 {"type": "Questionnaire", "supportedProfile": [PROFILE_Q_ADAPT_SEARCH],
                  "interaction": [{"code": "read"}, {"code": "search-type"}],
@@ -34,7 +36,7 @@ def capability_statement(base: str, questionnaire_ids: list[str]) -> dict:
                  "operation": [{"name": "next-question", "definition": OPDEF_NEXT_QUESTION}]},
                 {"type": "QuestionnaireResponse", "supportedProfile": [PROFILE_QR_ADAPT],
                  "interaction": [{"code": "read"}, {"code": "create", "documentation": "Stores a sitting "
-                                                    "completed through $next-question (patient-app key)."}]},
+                                                    "completed through $next-question (patient-app key or link token)."}]},
                 {"type": "Observation", "interaction": [{"code": "read"}, {"code": "search-type"}],
                  "searchParam": [{"name": "subject", "type": "reference"}, {"name": "patient", "type": "reference"},
                                  {"name": "_count", "type": "number"}]},

@@ -10,11 +10,12 @@ import uuid
 from flask import Blueprint, Response, current_app, g, request
 
 from ..audit import audited, subject
-from ..keys import ROLES, require
+from ..keys import ROLES
 from ..limits import per_key
 from ..problems import Problem
 from ..schemas import REF_RE
 from .codes import FHIR_MEDIA_TYPE, FHIR_ID
+from .linkauth import check_link_questionnaire, link_patient, require_key_or_link
 from .nextq import NextQuestion, read_request
 from .questionnaire import published
 from .records import bundle, observations, questionnaire_response
@@ -22,12 +23,10 @@ from .capability import capability_statement
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
-#: Who may run $next-question. Issue 9 adds link tokens scoped to one patient: accept them here
-#: (``require`` will know them); $next-question reads no patient data and stores nothing, so it
-#: needs no patient scope check; storing a sitting (not offered yet) will have to check that the
-#: QuestionnaireResponse's subject is the token's patient.
+#: Which API keys may run $next-question and store a sitting. A patient link token (issue 9) may as
+#: well, for its own Questionnaire and patient only (:mod:`api.fhir.linkauth`).
 NEXT_QUESTION_ROLES = ("patient-app",)
-#: Who may read stored sittings as FHIR (as GET /v1/patients/{ref}/results).
+#: Who may read stored sittings as FHIR (as GET /v1/patients/{ref}/results); never a link token.
 RECORD_ROLES = ("clinician",)
 _PATIENT_REF = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _STORE_REF = re.compile(REF_RE)
@@ -83,7 +82,7 @@ def metadata():
 
 
 @bp.get("/Questionnaire")
-@require(*ROLES)
+@require_key_or_link(*ROLES, link=False)
 def questionnaires():
     ext = _ext()
     base = ext.base()
@@ -98,8 +97,9 @@ def questionnaires():
 
 
 @bp.get("/Questionnaire/<string:qid>")
-@require(*ROLES)
+@require_key_or_link(*ROLES, link=True)
 def questionnaire(qid):
+    check_link_questionnaire(qid)
     ext = _ext()
     t = ext.catalog.targets.get(qid)
     if t is None:
@@ -108,14 +108,14 @@ def questionnaire(qid):
 
 
 @bp.post("/Questionnaire/$next-question")
-@require(*NEXT_QUESTION_ROLES)
+@require_key_or_link(*NEXT_QUESTION_ROLES, link=True)
 @per_key("answers")  # each call carries one answer: the same per-key limit as the JSON API's answers
 def next_question():
     return _next(None)
 
 
 @bp.post("/Questionnaire/<string:qid>/$next-question")
-@require(*NEXT_QUESTION_ROLES)
+@require_key_or_link(*NEXT_QUESTION_ROLES, link=True)
 @per_key("answers")
 def next_question_instance(qid):
     return _next(qid)
@@ -124,12 +124,14 @@ def next_question_instance(qid):
 def _next(qid):
     ext = _ext()
     qr = read_request(g.get("json_body"))
+    nq = NextQuestion(ext.catalog, ext.signer, ext.base())
+    check_link_questionnaire(nq.target_for(qr, qid)[0].id)
     # The operation has one output parameter, `return`, a resource: FHIR returns it bare (R4 operations 3.1.0.1.6).
-    return fhir_response(NextQuestion(ext.catalog, ext.signer, ext.base()).step(qr, qid))
+    return fhir_response(nq.step(qr, qid))
 
 
 @bp.post("/QuestionnaireResponse")
-@require(*NEXT_QUESTION_ROLES)
+@require_key_or_link(*NEXT_QUESTION_ROLES, link=True)
 @per_key("sessions")  # stores a sitting, like starting one
 @audited("create")
 def questionnaire_response_create():
@@ -142,13 +144,14 @@ def questionnaire_response_create():
     if not isinstance(body, dict) or body.get("resourceType") != "QuestionnaireResponse":
         raise Problem("fhir-invalid-resource", "POST a QuestionnaireResponse completed through $next-question.")
     qr = read_request(body)
-    rp = NextQuestion(ext.catalog, ext.signer, ext.base()).replay(qr)
+    nq = NextQuestion(ext.catalog, ext.signer, ext.base())
+    check_link_questionnaire(nq.target_for(qr, None)[0].id)
+    rp = nq.replay(qr)
     if not rp.battery.finished or rp.cq is None:
         raise Problem("fhir-sitting-unfinished", "Only a completed sitting can be stored: keep calling "
                       "$next-question until its status is `completed`.", fhir_expression=["QuestionnaireResponse.status"])
     patient = _patient_of(qr)
     subject(patient)
-    # Issue 9: a link token scoped to one patient must match `patient` here.
     sid = str(uuid.uuid5(_SITTING_NS, f"{ext.signer.kid}:{rp.nonce}"))
     svc = current_app.extensions["cat_prom"].sessions
     tenant = g.principal.tenant
@@ -156,8 +159,7 @@ def questionnaire_response_create():
     created = svc.store_finished(tenant, sid, patient, battery_id, rp.battery) is not None
     view = svc.get(tenant, sid)  # 404 when another tenant stored this sitting
     stored = questionnaire_response(view, current_app.extensions["cat_prom"].registry.banks, ext.base())
-    if not created and (view["patient"] != patient or stored["item"] != NextQuestion(
-            ext.catalog, ext.signer, ext.base()).step(qr)["item"]):
+    if not created and (view["patient"] != patient or stored["item"] != nq.step(qr)["item"]):
         raise Problem("conflict", "This sitting was stored already with other answers or another patient.")
     resp = fhir_response(stored, 201 if created else 200)
     resp.headers["Location"] = f"{ext.base()}/QuestionnaireResponse/{sid}"
@@ -165,9 +167,11 @@ def questionnaire_response_create():
 
 
 def _patient_of(qr: dict) -> str:
+    """The subject's patient reference; with a link token, the link's patient (another one -> 403)."""
     subj = qr.get("subject") or {}
     ref = subj.get("reference") or ""
     ref = ref.split("/", 1)[1] if ref.startswith("Patient/") else ((subj.get("identifier") or {}).get("value") or "")
+    ref = link_patient(ref or None) or ""
     if not _STORE_REF.match(ref):
         raise Problem("validation-error", "A stored sitting needs its patient: set QuestionnaireResponse.subject to "
                       "`Patient/<reference>` (1-128 letters, digits and . _ : @ -, as in the JSON API).",
@@ -176,7 +180,7 @@ def _patient_of(qr: dict) -> str:
 
 
 @bp.get("/QuestionnaireResponse/<string:sid>")
-@require(*RECORD_ROLES)
+@require_key_or_link(*RECORD_ROLES, link=False)
 @audited("read")
 def questionnaire_response_read(sid):
     ext = _ext()
@@ -186,7 +190,7 @@ def questionnaire_response_read(sid):
 
 
 @bp.get("/Observation/<string:oid>")
-@require(*RECORD_ROLES)
+@require_key_or_link(*RECORD_ROLES, link=False)
 @audited("read")
 def observation_read(oid):
     sid, _, k = oid.rpartition(".")
@@ -203,7 +207,7 @@ def observation_read(oid):
 
 
 @bp.get("/Observation")
-@require(*RECORD_ROLES)
+@require_key_or_link(*RECORD_ROLES, link=False)
 @audited("read")
 def observation_search():
     ref = request.args.get("subject") or request.args.get("patient") or ""
