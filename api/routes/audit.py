@@ -24,7 +24,7 @@ class AuditQuerySchema(Strict):
     since = UtcDateTime(metadata={"description": "Rows at or after this time (ISO 8601; UTC if no offset)."})
     until = UtcDateTime(metadata={"description": "Rows before this time."})
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    after = fields.Integer(validate=validate.Range(min=0), metadata={
+    after = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1), metadata={
         "description": "Continue after this row id (the previous page's `next_after`)."})
 
 

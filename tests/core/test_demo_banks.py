@@ -189,7 +189,7 @@ def test_battery_file_errors_and_defaults(tmp_path, banks):
     p.write_text(json.dumps({"id": "x", "banks": ["nausea"]}), encoding="utf-8")
     bat = load_battery(p)  # without loaded banks the ids are not checked
     assert isinstance(bat, BatteryDef) and bat.name == "x" and bat.description == "" and bat.design("nausea") == {}
-    assert bat.to_dict() == {"id": "x", "name": "x", "banks": ["nausea"], "description": ""}
+    assert bat.to_dict() == {"id": "x", "name": "x", "banks": ["nausea"], "description": "", "scoring": "separate"}
     assert bat.entries(banks)[0] == (banks["nausea"], None)
     with pytest.raises(TypeError):
         bat.designs["nausea"] = {}  # frozen: designs are shared by every sitting
