@@ -1,13 +1,12 @@
 """The access matrix: every route of the app's url_map × every way a caller can present itself.
 
 Callers: a key of each role (patient-app, clinician, researcher, admin) of the tenant that owns
-the data and of another tenant; no key; a wrong key; a revoked key of each role; a patient link
-token used as a bearer key (and, for the clinician pages, as their sign-in cookie). Key expiry does
-not exist in this version (no `expires_at` on keys), so "expired key" is not a column; see
-docs/reliability.md.
+the data and of another tenant; no key; a wrong key; a revoked key and an expired key of each role;
+a patient link token used as a bearer key (and, for the clinician pages, as their sign-in cookie).
 
 Expectations, written here independently of the code's decorators:
-- a route needing a key: no key, a wrong, revoked or link-token key → 401 problem+json;
+- a route needing a key: no key, a wrong, revoked, expired or link-token key → 401 problem+json
+  (on /fhir a link token is known: 403 OperationOutcome off its own questionnaire);
 - a role the route's table row does not list → 403;
 - an allowed role of the owning tenant → 2xx;
 - an allowed role of another tenant → never any of the owning tenant's ids in the reply (404,
@@ -22,9 +21,12 @@ test checks that the page states the counts it just measured.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
+
+from api import keys as keys_mod
 
 from apihelpers import Keys
 from fhirhelpers import run_fhir, start_body
@@ -183,11 +185,12 @@ def _markers(w, method, path):
     return ids if "p-1" in path or method != "GET" else [*ids, "p-1"]
 
 
-def _callers(keys, w, revoked):
+def _callers(keys, w, revoked, expired):
     callers = [(f"{r} own", keys[r]) for r in ROLES] + [(f"{r} other tenant", keys[f"{r}@other"]) for r in ROLES]
     callers += [("no key", {}), ("wrong key", {"Authorization": "Bearer cpk_" + "A" * 43}),
                 ("link token as key", {"Authorization": "Bearer " + w["token"]})]
     callers += [(f"{r} revoked", h) for r, h in revoked.items()]
+    callers += [(f"{r} expired", h) for r, h in expired.items()]
     return callers
 
 
@@ -204,7 +207,7 @@ def _expected_ok(name, allowed, resp, w, method, path) -> bool:
         # FHIR knows link tokens (docs/fhir.md): a verified token of another questionnaire, or on a
         # record route, is an identity without the right: 403 OperationOutcome
         return status == 403 and resp.mimetype == "application/fhir+json"
-    if name in ("no key", "wrong key", "link token as key") or name.endswith("revoked"):
+    if name in ("no key", "wrong key", "link token as key") or name.endswith(("revoked", "expired")):
         return status == 401 and resp.mimetype in ERROR_TYPES
     role, _, where = name.partition(" ")
     if role not in allowed:
@@ -243,24 +246,30 @@ def test_access_matrix(fhir_app):
             made = keys.make(r)
             assert client.delete(f"/v1/keys/{made.pop('_id')}", headers=keys["admin"]).status_code == 200
             revoked[r] = made
+        expired = {}
+        for r in ROLES:  # a key whose expiry has passed: 401 like a revoked one
+            k = keys_mod.create_key(app.extensions["cat_prom"].store, role=r, name="expired",
+                                    pepper=app.config.get("CAT_PROM_SECRET_KEY"),
+                                    expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1))
+            expired[r] = {"Authorization": "Bearer " + k["key"]}
         path, body = _request(w, method, rule)
         if rule.startswith("/fhir/") and method == "POST":
             body = _fhir_body(client, keys, w, rule)
         allowed = ALLOWED.get((method, rule))
         cells = []
         if (method, rule) in COOKIE_PAGES:
-            for name, h in _callers(keys, w, revoked):
+            for name, h in _callers(keys, w, revoked, expired):
                 cells.append((name, h, lambda resp: resp.status_code in (303, 400) and
                               (resp.status_code == 400 or "/clinic/sign-in" in resp.location)))
             cells = [c for c in cells if rule != "/clinic/sign-in"] or [
-                (name, h, lambda resp: resp.status_code in (400, 401, 303)) for name, h in _callers(keys, w, revoked)]
+                (name, h, lambda resp: resp.status_code in (400, 401, 303)) for name, h in _callers(keys, w, revoked, expired)]
         elif (method, rule) in LINK_PAGES:
             if method == "GET":
                 cells = [("link token own", {}, lambda resp: resp.status_code == 200)]
             cells += [("link token without a form (CSRF)", {}, lambda resp: resp.status_code in (200, 400))]
         else:
             # callers that must not change anything first; the owning tenant's allowed roles last
-            callers = sorted(_callers(keys, w, revoked),
+            callers = sorted(_callers(keys, w, revoked, expired),
                              key=lambda c: c[0].endswith(" own") and allowed != PUBLIC and c[0].split()[0] in allowed)
             cells = [(name, h, None) for name, h in callers]
         for name, h, check in cells:
@@ -291,7 +300,7 @@ def test_access_matrix(fhir_app):
 
 
 def _check_docs(n_routes, tested, failed):
-    line = (f"Routes {n_routes} (the app's url_map), callers up to 15 per route: cells tested **{tested}**, "
+    line = (f"Routes {n_routes} (the app's url_map), callers up to 19 per route: cells tested **{tested}**, "
             f"cells failed **{failed}**.")
     text = DOCS.read_text()
     block = re.compile(r"(<!-- access-matrix -->\n).*?(\n<!-- /access-matrix -->)", re.S)
