@@ -240,11 +240,8 @@ def parse_document(doc: Any, source: str = "bank") -> dict:
     """
     try:
         return _parse_document(doc, source)
-    except InvalidBankError as e:
-        if not e.message.startswith(f"{source}: "):  # the type checks of _num and _str name the field only
-            e.message = f"{source}: {e.message}"
-            e.args = (e.message,)
-        raise
+    except InvalidBankError as e:  # the type checks of _num and _str name the field only
+        raise e.with_source(source)
 
 
 def _parse_document(doc: Any, source: str) -> dict:

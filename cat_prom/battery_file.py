@@ -265,10 +265,7 @@ def battery_from_dict(doc: Any, *, banks: Collection[str] | None = None, source:
             if name in doc:
                 checked[name] = check(doc[name], checked, banks)
     except InvalidBatteryError as e:
-        if source:
-            e.message = f"{source}: {e.message}"
-            e.args = (e.message,)
-        raise
+        raise e.with_source(source)
     return BatteryDef(id=checked["id"], name=checked.get("name") or checked["id"], banks=checked["banks"],
                       designs=checked.get("designs", MappingProxyType({})),
                       description=checked.get("description", ""), source=source,

@@ -39,6 +39,18 @@ class CatPromError(Exception):
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.message
 
+    def reword(self, message: str) -> "CatPromError":
+        """Replace the message (``str(e)`` and ``e.args`` follow); returns ``self`` for ``raise``."""
+        self.message = message
+        self.args = (message,)
+        return self
+
+    def with_source(self, source: str | None, sep: str = ": ") -> "CatPromError":
+        """Prefix the file (or other source) the error is about, unless empty or already there."""
+        if source and not self.message.startswith(source):
+            self.reword(f"{source}{sep}{self.message}")
+        return self
+
 
 class InvalidBankError(CatPromError, ValueError):
     """An item bank file or parameter set is malformed or inconsistent."""

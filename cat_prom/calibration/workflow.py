@@ -281,10 +281,7 @@ def calibrate_bank(responses: ResponseTable | Any, *, bank_id: str, model: str =
                         max_iter=max_iter, tol=tol, min_count=min_count, collapse_sparse=collapse_sparse,
                         slope_prior=tuple(slope_prior) if slope_prior else None, se=se, progress=progress)
     except CalibrationError as e:
-        if table.source:
-            e.message = f"{table.source}: {e.message}"
-            e.args = (e.message,)
-        raise
+        raise e.with_source(table.source)
     fit, fit_note, misfit = _item_fit(X, res) if item_fit else (None, "not requested", [])
     reliability = marginal_reliability(res, mean=res.latent_mean, sd=res.latent_sd)
     n_obs = int((~np.isnan(X)).sum())

@@ -83,9 +83,7 @@ def read_design(path: str | None):
     try:
         return Design.from_dict(doc)
     except InvalidDesignError as e:
-        e.message = f"{os.path.basename(path)}: {e.message}"
-        e.args = (e.message,)
-        raise
+        raise e.with_source(os.path.basename(path))
 
 
 def add_grid_prior(p: argparse.ArgumentParser) -> None:

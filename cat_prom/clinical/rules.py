@@ -178,9 +178,7 @@ class RuleConfig:
         try:
             return cls.from_dict(doc)
         except InvalidRulesError as e:
-            e.message = f"{os.path.basename(os.fspath(path))}: {e.message}"
-            e.args = (e.message,)
-            raise
+            raise e.with_source(os.path.basename(os.fspath(path)))
 
     def to_dict(self) -> dict:
         """The complete document (defaults filled in); :meth:`from_dict` of it gives an equal config."""

@@ -38,7 +38,7 @@ import re
 from typing import Sequence
 
 from ..bank import BANK_FORMAT, DIRECTIONS, ItemBank
-from ..errors import InvalidDataError
+from ..errors import CatPromError, InvalidDataError
 from .csvfile import check_unique_header, csv_writer, is_missing, number, read_csv_rows, restore_cell
 
 __all__ = ["FORMATS", "read_params_csv", "write_params", "read_stems_csv"]
@@ -294,10 +294,7 @@ def read_params_csv(path: str | os.PathLike, format: str = "csv", *, model: str 
         else:
             parsed, model = _read_catr(header, rows, fname, path, model)
     except InvalidDataError as e:
-        if not e.message.startswith(fname):
-            e.message = f"{fname} {e.message}" if e.message.startswith("line") else f"{fname}: {e.message}"
-            e.args = (e.message,)
-        raise
+        raise e.with_source(fname, " " if e.message.startswith("line") else ": ")
     if not parsed:
         raise InvalidDataError(f"{fname}: no items (the file has a header but no rows)", file=path)
     default_model = model or "grm"
@@ -340,9 +337,8 @@ def read_params_csv(path: str | os.PathLike, format: str = "csv", *, model: str 
     except Exception as e:
         # point at the CSV line of the item the bank validation complained about
         iid = getattr(e, "fields", {}).get("item_id") if hasattr(e, "fields") else None
-        if iid in seen and hasattr(e, "message"):
-            e.message = e.message.replace(f"{fname}: ", f"{fname} line {seen[iid]}: ", 1)
-            e.args = (e.message,)
+        if iid in seen and isinstance(e, CatPromError):
+            e.reword(e.message.replace(f"{fname}: ", f"{fname} line {seen[iid]}: ", 1))
         raise
 
 
