@@ -26,13 +26,36 @@ _REF = re.compile(REF_RE)
 
 
 class _Audit:
-    __slots__ = ("action", "refs", "link", "aliases")
+    __slots__ = ("action", "refs", "link", "aliases", "committed")
 
     def __init__(self, action: str):
         self.action = action
         self.refs: list[str] = []
         self.link = None
         self.aliases: dict[str, str] = {}
+        self.committed = False  # the row was written with the change it records (InTransaction)
+
+
+class InTransaction:
+    """The request's audit row, to be written in the transaction of the change it records.
+
+    A view whose change is one store transaction passes ``audit.in_transaction(status)`` down to
+    the store, which writes :meth:`rows` with the change and calls :meth:`committed` once it has
+    committed; the ``after_request`` hook then writes nothing more. The row records ``status``, the
+    status the view answers with once the change is stored. Saves the hook's separate commit (and
+    on PostgreSQL the separate statement). Made only inside an audited view, with a known actor."""
+
+    __slots__ = ("_audit", "_base")
+
+    def __init__(self, a: _Audit, base: dict):
+        self._audit, self._base = a, base
+
+    def rows(self, patient_ref: str) -> list[dict]:
+        return [{**self._base, "patient_ref": patient_ref}]
+
+    def committed(self, patient_ref: str) -> None:
+        subject(patient_ref)
+        self._audit.committed = True
 
 
 def audited(action: str, *, many: str | None = None):
@@ -90,20 +113,37 @@ def init_app(app: Flask) -> None:
     app.after_request(_record)
 
 
-def _record(resp):
-    a = g.get("audit")
-    if a is None:
-        return resp
+def _base(a: _Audit, status: int) -> dict | None:
+    """Every column of the request's row but the patient; None when nobody was identified."""
     p = g.get("principal")
     if a.link is not None:
         actor = {"tenant": a.link.tenant, "key_id": None, "role": "link", "link_id": a.link.id}
     elif p is not None:
         actor = {"tenant": p.tenant, "key_id": p.key_id, "role": p.role, "link_id": None}
-    else:  # nobody was identified, so nothing was read
-        return resp
-    base = {**actor, "at": utcnow(), "web_session_id": g.get("web_session_id"), "action": a.action,
+    else:
+        return None
+    return {**actor, "at": utcnow(), "web_session_id": g.get("web_session_id"), "action": a.action,
             "method": request.method, "route": request.url_rule.rule if request.url_rule else "<no route>",
-            "status": resp.status_code, "request_id": g.get("request_id", "-")}
+            "status": status, "request_id": g.get("request_id", "-")}
+
+
+def in_transaction(status: int) -> InTransaction | None:
+    """This request's audit row for the store to write with the change (see :class:`InTransaction`);
+    None outside an audited request, and then the hook writes the row as usual."""
+    a = g.get("audit")
+    if a is None or a.committed:
+        return None
+    base = _base(a, status)
+    return None if base is None else InTransaction(a, base)
+
+
+def _record(resp):
+    a = g.get("audit")
+    if a is None or a.committed:
+        return resp
+    base = _base(a, resp.status_code)
+    if base is None:  # nobody was identified, so nothing was read
+        return resp
     current_app.extensions["cat_prom"].store.append_audit(
         [{**base, "patient_ref": r} for r in a.refs] or [{**base, "patient_ref": None}])
     return resp

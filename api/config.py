@@ -64,7 +64,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "REQUEST_TIMEOUT": (30.0, float),
     "LOG_LEVEL": ("INFO", str),
     "REDIS_URL": (None, str),
-    # limits: "N/second;M/minute" (flask-limiter's notation); "off" turns one off
+    # limits: "N/second;M/minute" (the limits library's notation); "off" turns one off
     "RATE_LIMIT_SESSIONS": ("10/second;300/minute", str),
     "RATE_LIMIT_ANSWERS": ("100/second;3000/minute", str),
     "RATE_LIMIT_AUTH_FAILURES": ("20/minute;100/hour", str),

@@ -204,10 +204,6 @@ def register(app: Flask) -> None:
             return problem_response(
                 "validation-error", "The request has invalid or missing fields; see `errors` for each one.",
                 status=422 if status == 422 else status, errors=errors)
-        if status == 429:  # a rate limit (api.limits)
-            from .limits import describe_breach, retry_after_seconds
-            return problem_response("too-many-requests", describe_breach(e.description),
-                                    headers={"Retry-After": str(retry_after_seconds())})
         code = _STATUS_CODES.get(status, "bad-request" if status < 500 else "internal-error")
         detail = {
             404: "No resource at this URL. The API is under /v1; see /v1/openapi.json.",

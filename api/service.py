@@ -154,8 +154,9 @@ class SessionService:
         return view
 
     # ------------------------------------------------------------------ create
-    def create(self, tenant: str, args: dict) -> dict:
-        """Start a sitting; returns its rendering (with the first question)."""
+    def create(self, tenant: str, args: dict, audit=None) -> dict:
+        """Start a sitting; returns its rendering (with the first question). ``audit``
+        (:class:`api.audit.InTransaction`, optional): the request's audit row, written with the sitting."""
         battery_id = args.get("battery")
         bank_ids, parts = self._domains(args, tenant)
         seed = args.get("seed")
@@ -176,7 +177,10 @@ class SessionService:
             def then(conn):
                 self.clinical.on_finished(conn, tenant=tenant, patient=rec.patient_ref, session_id=rec.id,
                                           battery=battery, now=now)
-        self.store.insert_session(rec, battery.to_dict(), then=then)
+        self.store.insert_session(rec, battery.to_dict(), then=then,
+                                  audit=None if audit is None else audit.rows(rec.patient_ref))
+        if audit is not None:
+            audit.committed(rec.patient_ref)
         if not finished:
             self.cache.put(rec.id, 0, battery, rec)
         return self.render(rec, battery, now)
@@ -270,22 +274,25 @@ class SessionService:
         return exclude
 
     # ------------------------------------------------------------------ answer
-    def answer(self, tenant: str, sid: str, args: dict) -> dict:
+    def answer(self, tenant: str, sid: str, args: dict, audit=None) -> dict:
         """Apply one answer; returns the rendering after it (the same one again on an idempotent retry).
 
         Optimistic concurrency: the engine work runs outside any lock on the version read; the
         store then advances the sitting only if its version is unchanged. A writer that loses the
         race starts again and then sees the winner's answer: an identical answer gets the same
         reply, a different one 409.
+
+        ``audit`` (:class:`api.audit.InTransaction`, optional): the request's audit row, written in
+        the answer's own transaction when the answer is stored.
         """
         for _ in range(20):
-            out = self._answer_once(tenant, sid, args)
+            out = self._answer_once(tenant, sid, args, audit)
             if out is not None:
                 return out
         raise Problem("conflict", "The session is changing too fast to take this answer; retry.",  # pragma: no cover
                       headers={"Retry-After": "1"})
 
-    def _answer_once(self, tenant: str, sid: str, args: dict) -> dict | None:
+    def _answer_once(self, tenant: str, sid: str, args: dict, audit=None) -> dict | None:
         seq, item_id = args["seq"], args["item_id"]
         declined = bool(args.get("declined", False))
         value = None if declined else args["value"]
@@ -293,7 +300,7 @@ class SessionService:
         if hit is not None:
             version, battery, rec = hit
             if rec.tenant == tenant and seq == rec.n_responses + 1 and effective_status(rec, utcnow()) == IN_PROGRESS:
-                return self._apply_unchecked(rec, battery, item_id, value, declined)
+                return self._apply_unchecked(rec, battery, item_id, value, declined, audit)
             self.cache.put(sid, version, battery, rec)  # not for this request: back, untouched
         # The response row and the session update commit together, so a response with
         # seq <= n_responses is always there once the session row says so.
@@ -324,9 +331,10 @@ class SessionService:
             battery.decline(item_id)  # engine errors propagate; the object is simply dropped
         else:
             battery.answer(item_id, value)
-        return self._write(rec, battery, ResponseRecord(seq, item_id, value, declined, now))
+        return self._write(rec, battery, ResponseRecord(seq, item_id, value, declined, now), audit)
 
-    def _apply_unchecked(self, rec: SessionRecord, battery, item_id: str, value, declined: bool) -> dict | None:
+    def _apply_unchecked(self, rec: SessionRecord, battery, item_id: str, value, declined: bool,
+                         audit=None) -> dict | None:
         """Apply the answer to a cached sitting without reading its row first; None when the row
         had moved on (the caller then takes the checked path)."""
         try:
@@ -336,9 +344,10 @@ class SessionService:
             if current is not None and current.version == rec.version:
                 raise  # the cached state was the current one: the answer is wrong
             return None  # stale cache: decide on the current state
-        return self._write(rec, battery, ResponseRecord(rec.n_responses + 1, item_id, value, declined, utcnow()))
+        return self._write(rec, battery, ResponseRecord(rec.n_responses + 1, item_id, value, declined, utcnow()),
+                           audit)
 
-    def _write(self, rec: SessionRecord, battery, response: ResponseRecord) -> dict | None:
+    def _write(self, rec: SessionRecord, battery, response: ResponseRecord, audit=None) -> dict | None:
         """Store ``response`` (already applied to ``battery``) if the row is still at ``rec.version``."""
         adv = self._advance(rec, battery, response)
         then = None
@@ -347,8 +356,11 @@ class SessionService:
             def then(conn):
                 self.clinical.on_finished(conn, tenant=rec.tenant, patient=rec.patient_ref, session_id=rec.id,
                                           battery=battery, now=response.created_at)
-        if not self.store.advance(rec.id, rec.version, adv, then=then):
+        if not self.store.advance(rec.id, rec.version, adv, then=then,
+                                  audit=None if audit is None else audit.rows(rec.patient_ref)):
             return None  # another request moved the session on first (nothing written): start again
+        if audit is not None:
+            audit.committed(rec.patient_ref)
         new = _advanced(rec, adv)
         if adv.status == FINISHED:
             # A finished sitting takes no more answers (a retry re-renders from the log), so it is

@@ -55,6 +55,9 @@ def _score(rec, bank):
     return DomainScore.from_result({"status": rec.status, "t_score": rec.t_score, "t_se": rec.t_se}, bank)
 
 
+_READ = object()  # _apply's default: read the newest alert itself
+
+
 class EvaluateMixin:
     def on_finished(self, conn, *, tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list:
         """Store the sitting's domain results and run the alert rules; returns the alerts opened.
@@ -80,23 +83,33 @@ class EvaluateMixin:
         settings = store.alert_settings(conn, tenant, ALERT_DEFAULTS)
         bank_settings = store.bank_settings(conn, tenant)
         config = rule_config(settings, bank_settings)
+        scored = [(s, DomainScore.from_session(s)) for s in battery.sessions]
+        scored = [(s, current) for s, current in scored if current.scored]  # no answers: never a score alert
+        if not scored:
+            return []
+        bank_ids = [s.bank.id for s, _ in scored]
+        # Everything the rules compare with, for all domains at once: a few queries per sitting,
+        # however many domains and however long the patient's history.
         baselines = store.current_baselines(conn, tenant, patient)
+        earlier = store.previous_and_first(conn, tenant, patient, bank_ids, exclude_session=session_id,
+                                           also_sessions=[baselines[b].session_id for b in bank_ids if b in baselines])
+        levels = store.current_acceptables(conn, tenant, patient, bank_ids)
+        latest = store.latest_alerts(conn, tenant, patient, bank_ids)
         opened = []
-        for s in battery.sessions:
-            current = DomainScore.from_session(s)
-            if not current.scored:
-                continue  # a domain without answers never fires a score alert
+        for s, current in scored:
             bank = s.bank
-            history = store.patient_domain_results(conn, tenant, patient, bank_id=bank.id, scored_only=True)
-            earlier = [h for h in history if h.session_id != session_id]
-            previous = earlier[-1] if earlier else None
-            baseline = _baseline(earlier, baselines.get(bank.id))
-            acceptable_t, _ = self.acceptable_t(conn, tenant, patient, bank.id, bank_settings)
+            found = earlier[bank.id]
+            previous = found.get("previous")
+            marked = baselines.get(bank.id)
+            # the clinician-marked baseline sitting if it was scored, else the first scored sitting before this one
+            baseline = (found.get(marked.session_id) if marked is not None else None) or found.get("first")
+            acceptable_t, _ = self._acceptable_from(levels.get(bank.id), bank_settings.get(bank.id))
             records = evaluate_domain(current, config=config, acceptable_t=acceptable_t,
                                       previous=None if previous is None else _score(previous, bank),
                                       baseline=None if baseline is None else _score(baseline, bank))
             for rec in records:
-                a = self._apply(conn, tenant, patient, bank.id, session_id, rec, mid=config.mid(bank.id), now=now)
+                a = self._apply(conn, tenant, patient, bank.id, session_id, rec, mid=config.mid(bank.id), now=now,
+                                existing=latest.get((bank.id, rec["rule"])))
                 if a is not None:
                     opened.append(a)
         return opened
@@ -119,13 +132,15 @@ class EvaluateMixin:
         a = self._apply(conn, tenant, patient, store.SITTING, session_id, rec, mid=config.mid(""), now=now)
         return [a] if a is not None else []
 
-    def _apply(self, conn, tenant, patient, bank_id, session_id, rec: dict, *, mid: float, now):
+    def _apply(self, conn, tenant, patient, bank_id, session_id, rec: dict, *, mid: float, now, existing=_READ):
         """Open, update or re-open the alert for (patient, domain, rule) as the engine's
         :func:`~cat_prom.clinical.dedupe.decide` says; a new alert is queued for the webhooks.
-        Returns the new alert or None."""
+        ``existing``: the newest alert for (patient, domain, rule) if the caller has read it
+        already (None: there is none). Returns the new alert or None."""
         from cat_prom.clinical.dedupe import decide
 
-        existing = store.latest_alert(conn, tenant, patient, bank_id, rec["rule"])
+        if existing is _READ:
+            existing = store.latest_alert(conn, tenant, patient, bank_id, rec["rule"])
         live = None
         if existing is not None:
             live = {"status": existing.status}
@@ -143,15 +158,6 @@ class EvaluateMixin:
         outbox.enqueue(conn, tenant=tenant, alert_id=a.id, event="alert.opened", payload=webhook_payload(a),
                        now=now)
         return a
-
-
-def _baseline(earlier, marked):
-    """The clinician-marked baseline sitting if any, else the first scored sitting before this one."""
-    if marked is not None:
-        for h in earlier:
-            if h.session_id == marked.session_id:
-                return h
-    return earlier[0] if earlier else None
 
 
 def webhook_payload(a) -> str:

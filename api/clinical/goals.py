@@ -68,13 +68,17 @@ class GoalsMixin(Base):
         """The patient's current acceptable T for a bank and where it comes from (``patient`` or
         ``clinic_default``), or (None, None). ``bank_settings``: the tenant's, if already read."""
         rec = store.current_acceptable(conn, tenant, patient, bank_id)
-        if rec is not None:
-            return rec.t_bound, "patient"
-        if bank_settings is None:
+        if rec is None and bank_settings is None:
             bank_settings = store.bank_settings(conn, tenant)
-        s = bank_settings.get(bank_id)
-        if s is not None and s.default_acceptable_t is not None:
-            return s.default_acceptable_t, "clinic_default"
+        return self._acceptable_from(rec, None if rec is not None else bank_settings.get(bank_id))
+
+    @staticmethod
+    def _acceptable_from(level, bank_setting) -> tuple[float | None, str | None]:
+        """The acceptable T from the patient's own level if set, else the clinic's default for the bank."""
+        if level is not None:
+            return level.t_bound, "patient"
+        if bank_setting is not None and bank_setting.default_acceptable_t is not None:
+            return bank_setting.default_acceptable_t, "clinic_default"
         return None, None
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, url_for
 from flask.views import MethodView
 
-from ..audit import audited
+from ..audit import audited, in_transaction
 from ..keys import require
 from ..limits import per_key
 from ..schemas import AnswerSchema, CreateSessionSchema, ProblemSchema, SessionSchema
@@ -38,7 +38,7 @@ class Sessions(MethodView):
     @audited("create")
     def post(self, args):
         """Start a sitting: one or more banks, or a battery. Returns the first question."""
-        view = _svc().create(g.principal.tenant, args)
+        view = _svc().create(g.principal.tenant, args, audit=in_transaction(201))
         return view, 201, {"Location": url_for("sessions.Session", session_id=view["id"])}
 
 
@@ -84,4 +84,4 @@ class Responses(MethodView):
 
         Retrying an identical request returns the same body; a different answer to a question
         already answered is 409 (`seq-conflict`)."""
-        return _svc().answer(g.principal.tenant, session_id, args)
+        return _svc().answer(g.principal.tenant, session_id, args, audit=in_transaction(200))

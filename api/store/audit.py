@@ -41,6 +41,27 @@ _INSERT = audit_log.insert()
 _COLUMNS = [c.name for c in audit_log.columns if c.name != "id"]
 
 
+def audit_params(row: dict) -> dict:
+    """One audit row as the bind parameters of :func:`insert_audit_from` (``a_<column>``)."""
+    return {"a_" + c: row.get(c) for c in _COLUMNS}
+
+
+def insert_audit_from(source) -> sa.Insert:
+    """``INSERT INTO audit_log SELECT <one row of a_* parameters> FROM source``: the audit row is
+    written if and only if ``source`` (a CTE of the change it records) yields a row. Used inside
+    the statement that makes the change, so that both commit together in one round trip."""
+    cols = audit_log.c
+    return audit_log.insert().from_select(
+        _COLUMNS, sa.select(*[sa.bindparam("a_" + c, type_=cols[c].type) for c in _COLUMNS]).select_from(source))
+
+
+def insert_audit(conn, rows: list[dict]) -> None:
+    """Append audit rows in the caller's transaction (the change they record commits with them)."""
+    if rows:
+        params = [{c: r.get(c) for c in _COLUMNS} for r in rows]
+        conn.execute(_INSERT, params[0] if len(params) == 1 else params)
+
+
 @dataclass(frozen=True)
 class AuditRecord:
     id: int
@@ -65,11 +86,10 @@ class AuditQueries:
         """Append rows (each with every column but ``id``); one statement, autocommitted."""
         if not rows:
             return
-        params = [{c: r.get(c) for c in _COLUMNS} for r in rows]
         with self.autocommit() as conn:
             # one row (nearly every request): a plain execute, which SQLAlchemy's compiled cache serves;
             # several (lists of patients): one executemany
-            conn.execute(_INSERT, params[0] if len(params) == 1 else params)
+            insert_audit(conn, rows)
 
     def list_audit(self, tenant: str, *, patient: str | None = None, key_id: str | None = None,
                    action: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,

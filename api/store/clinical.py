@@ -185,14 +185,41 @@ def patient_domain_results(conn: Connection, tenant: str, patient: str, *, bank_
 
 def last_scored_results(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, DomainResult]:
     """The patient's newest scored result of each of ``bank_ids`` (bank id -> result; banks never scored left out)."""
+    return {b: found["previous"] for b, found in previous_and_first(conn, tenant, patient, bank_ids).items()
+            if "previous" in found}
+
+
+def previous_and_first(conn: Connection, tenant: str, patient: str, bank_ids, *, exclude_session: str | None = None,
+                       also_sessions=()) -> dict[str, dict[str, DomainResult]]:
+    """For each of ``bank_ids``, the patient's newest (``"previous"``) and oldest (``"first"``) scored
+    result outside sitting ``exclude_session``, and the results of ``also_sessions`` (by session id:
+    the marked baselines), in ONE query however long the patient's history: what a finishing
+    sitting's rules compare with. bank id -> {"previous"|"first"|<session id>: result}."""
     c = domain_results.c
-    out = {}
-    for b in dict.fromkeys(bank_ids):
-        r = conn.execute(sa.select(domain_results).where(c.tenant == tenant, c.patient_ref == patient,
-                                                         c.bank_id == b, c.status == "scored")
-                         .order_by(c.finished_at.desc(), c.session_id.desc()).limit(1)).first()
-        if r is not None:
-            out[b] = _rec(DomainResult, r)
+    banks = list(dict.fromkeys(bank_ids))
+    also = list(dict.fromkeys(also_sessions))
+    ranked = (sa.select(domain_results,
+                        sa.func.row_number().over(partition_by=c.bank_id,
+                                                  order_by=(c.finished_at.desc(), c.session_id.desc())).label("rn_last"),
+                        sa.func.row_number().over(partition_by=c.bank_id,
+                                                  order_by=(c.finished_at, c.session_id)).label("rn_first"))
+              .where(c.tenant == tenant, c.patient_ref == patient, c.status == "scored", c.bank_id.in_(banks),
+                     *([] if exclude_session is None else [c.session_id != exclude_session]))
+              .subquery())
+    keep = sa.or_(ranked.c.rn_last == 1, ranked.c.rn_first == 1)
+    if also:
+        keep = sa.or_(keep, ranked.c.session_id.in_(also))
+    cols = [ranked.c[col.name] for col in domain_results.columns]
+    out: dict[str, dict[str, DomainResult]] = {b: {} for b in banks}
+    for r in conn.execute(sa.select(*cols, ranked.c.rn_last, ranked.c.rn_first).where(keep)).all():
+        rec = _rec(DomainResult, r)
+        slot = out[rec.bank_id]
+        if r.rn_last == 1:
+            slot["previous"] = rec
+        if r.rn_first == 1:
+            slot["first"] = rec
+        if rec.session_id in also:
+            slot[rec.session_id] = rec
     return out
 
 
@@ -240,10 +267,18 @@ def acceptable_history(conn: Connection, tenant: str, patient: str) -> list[Acce
 
 
 def current_acceptable(conn: Connection, tenant: str, patient: str, bank_id: str) -> AcceptableLevel | None:
+    return current_acceptables(conn, tenant, patient, [bank_id]).get(bank_id)
+
+
+def current_acceptables(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, AcceptableLevel]:
+    """bank id -> the patient's newest acceptable level of each of ``bank_ids`` that has one (one query)."""
     c = acceptable_levels.c
-    r = conn.execute(sa.select(acceptable_levels).where(c.tenant == tenant, c.patient_ref == patient,
-                                                        c.bank_id == bank_id).order_by(c.id.desc()).limit(1)).first()
-    return _rec(AcceptableLevel, r) if r is not None else None
+    banks = list(dict.fromkeys(bank_ids))
+    ranked = (sa.select(acceptable_levels, sa.func.row_number().over(partition_by=c.bank_id, order_by=c.id.desc())
+                        .label("rn"))
+              .where(c.tenant == tenant, c.patient_ref == patient, c.bank_id.in_(banks)).subquery())
+    cols = [ranked.c[col.name] for col in acceptable_levels.columns]
+    return {r.bank_id: _rec(AcceptableLevel, r) for r in conn.execute(sa.select(*cols).where(ranked.c.rn == 1)).all()}
 
 
 # ----------------------------------------------------------------------------------- settings
@@ -360,11 +395,18 @@ def ratings(conn: Connection, goal_ids: list[str]) -> list[Rating]:
 # ------------------------------------------------------------------------------------- alerts
 def latest_alert(conn: Connection, tenant: str, patient: str, bank_id: str, rule: str) -> Alert | None:
     """The newest alert for (patient, domain, rule): the open one if any, else the last acknowledged."""
+    return latest_alerts(conn, tenant, patient, [bank_id]).get((bank_id, rule))
+
+
+def latest_alerts(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[tuple[str, str], Alert]:
+    """(bank id, rule) -> the patient's newest alert for it, for each of ``bank_ids`` (one query)."""
     c = alerts.c
-    r = conn.execute(sa.select(alerts).where(c.tenant == tenant, c.patient_ref == patient, c.bank_id == bank_id,
-                                             c.rule == rule)
-                     .order_by(c.opened_at.desc(), c.id.desc()).limit(1)).first()
-    return _rec(Alert, r) if r is not None else None
+    ranked = (sa.select(alerts, sa.func.row_number().over(partition_by=(c.bank_id, c.rule),
+                                                          order_by=(c.opened_at.desc(), c.id.desc())).label("rn"))
+              .where(c.tenant == tenant, c.patient_ref == patient, c.bank_id.in_(list(dict.fromkeys(bank_ids))))
+              .subquery())
+    cols = [ranked.c[col.name] for col in alerts.columns]
+    return {(r.bank_id, r.rule): _rec(Alert, r) for r in conn.execute(sa.select(*cols).where(ranked.c.rn == 1)).all()}
 
 
 def insert_alert(conn: Connection, **values) -> Alert:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from cat_prom.jsonable import dumps
 
+from .audit import audit_params, insert_audit, insert_audit_from
 from .engine import as_utc
 from .records import Advance, ResponseRecord, SessionRecord
 from .tables import responses, sessions
@@ -35,19 +36,24 @@ _UPD_SESSION = (sessions.update().where(sessions.c.id == _bp("p_sid"), sessions.
                 .values(**_ADVANCE_VALUES))
 
 
-def _advance_pg() -> sa.Insert:
-    # PostgreSQL: update and append as ONE statement; the INSERT appends only if the UPDATE matched.
+def _advance_pg(audited: bool = False) -> sa.Insert:
+    # PostgreSQL: update and append as ONE statement; the INSERT appends only if the UPDATE matched,
+    # and so does the audit row's INSERT when there is one (a data-modifying CTE always runs).
     advanced = (sessions.update().where(sessions.c.id == _bp("p_sid"), sessions.c.version == _bp("p_old"))
                 .values(**_ADVANCE_VALUES).returning(sessions.c.id).cte("advanced"))
     cols = responses.c
-    return responses.insert().from_select(
+    stmt = responses.insert().from_select(
         ["session_id", "seq", "item_id", "value", "declined", "created_at"],
         sa.select(advanced.c.id, _bp("p_seq", type_=cols.seq.type), _bp("p_item", type_=cols.item_id.type),
                   _bp("p_value", type_=cols.value.type), _bp("p_declined", type_=cols.declined.type),
                   _bp("p_at", type_=cols.created_at.type))).returning(cols.seq)
+    if audited:
+        stmt = stmt.add_cte(insert_audit_from(advanced).cte("audited"))
+    return stmt
 
 
 _ADVANCE_PG = _advance_pg()
+_ADVANCE_PG_AUDITED = _advance_pg(audited=True)
 
 
 def _session_record(r) -> SessionRecord:
@@ -80,11 +86,14 @@ class SessionQueries:
     """Sittings and their response logs. Mixed into :class:`api.store.SessionStore`."""
 
     def insert_session(self, rec: SessionRecord, config: dict,
-                       then: Callable[[Connection], None] | None = None) -> None:
+                       then: Callable[[Connection], None] | None = None, audit: list[dict] | None = None) -> None:
         """Create a sitting: its summary and its immutable ``config`` (the engine's state without log);
-        ``then(conn)`` runs in the same transaction (a sitting finished at creation: its domain results)."""
+        ``then(conn)`` runs in the same transaction (a sitting finished at creation: its domain results),
+        and so are the request's ``audit`` rows written (:mod:`api.audit`)."""
         with self.write() as conn:
             conn.execute(_INS_SESSION, _session_params(rec, config))
+            if audit:
+                insert_audit(conn, audit)
             if then is not None:
                 then(conn)
 
@@ -134,7 +143,7 @@ class SessionQueries:
         return None if r is None else _response_record(r)
 
     def advance(self, sid: str, old_version: int, adv: Advance,
-                then: Callable[[Connection], None] | None = None) -> bool:
+                then: Callable[[Connection], None] | None = None, audit: list[dict] | None = None) -> bool:
         """In ONE transaction: move the sitting to ``adv`` only if its version is still
         ``old_version``, append ``adv.response`` to the log, and run ``then(conn)`` (the finishing
         answer's domain results, alerts and outbox rows) in the same transaction. False (nothing
@@ -144,14 +153,21 @@ class SessionQueries:
         PostgreSQL: one statement (the INSERT selects from the UPDATE's RETURNING), atomic on its
         own, in autocommit: one round trip; with ``then``, that statement and ``then``'s in one
         transaction. SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, ``then``,
-        COMMIT."""
+        COMMIT.
+
+        ``audit``: the audit rows of the request (:mod:`api.audit`), written in the same
+        transaction, so the log holds a row exactly for each answer stored (on PostgreSQL without
+        ``then``, inside the same single statement)."""
         params = {"p_sid": sid, "p_old": old_version, "p_version": adv.version, "p_n": adv.n_responses,
                   "p_status": adv.status, "p_updated": adv.updated_at, "p_expires": adv.expires_at,
                   "p_finished": adv.finished_at, "p_result": None if adv.result is None else dumps(adv.result),
                   **_response_params(adv.response)}
-        if self.is_postgres and then is None:
+        one_audit_row = audit is not None and len(audit) == 1
+        if self.is_postgres and then is None and (audit is None or one_audit_row):
             with self.autocommit() as conn:
-                return conn.execute(_ADVANCE_PG, params).first() is not None
+                if audit is None:
+                    return conn.execute(_ADVANCE_PG, params).first() is not None
+                return conn.execute(_ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}).first() is not None
         with self.write() as conn:
             if self.is_postgres:
                 if conn.execute(_ADVANCE_PG, params).first() is None:
@@ -160,6 +176,8 @@ class SessionQueries:
                 if conn.execute(_UPD_SESSION, params).rowcount != 1:
                     return False
                 conn.execute(_INS_RESPONSE, params)
+            if audit:
+                insert_audit(conn, audit)
             if then is not None:
                 then(conn)
         return True

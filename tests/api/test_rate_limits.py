@@ -1,4 +1,4 @@
-"""Rate limits (api.limits, flask-limiter): per key for sessions and answers, per client address for
+"""Rate limits (api.limits, counted by the limits library): per key for sessions and answers, per client address for
 failed authentication; 429 problem+json with Retry-After; memory or Redis storage.
 
 Issue 10: one key created 3,000 sessions in 6 s, and 2,000 wrong-key requests all got 401."""

@@ -14,7 +14,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "cat_prom"
 FORBIDDEN = ("api", "flask", "flask_smorest", "marshmallow", "sqlalchemy", "alembic", "webargs", "uvicorn",
-             "a2wsgi", "flask_limiter", "limits", "redis", "psycopg")
+             "a2wsgi", "limits", "redis", "psycopg")
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
