@@ -164,3 +164,43 @@ def test_audit_cursor_beyond_a_64_bit_id_is_a_422(client, keys):
     r = client.get("/v1/audit?after=1187790217793762868716204195840", headers=keys["admin"])
     assert r.status_code == 422 and r.mimetype == "application/problem+json"
     assert client.get(f"/v1/audit?after={2**63 - 1}", headers=keys["admin"]).status_code == 200
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_answers_audit_row_commits_with_the_answer_or_not_at_all(db, request):
+    """The answer route writes its audit row inside the answer's own transaction (on PostgreSQL inside
+    its one statement): exactly one row per stored answer, and none when the store refuses the
+    answer because another request moved the sitting on first (the route then retries, and only
+    the stored attempt is logged)."""
+    import datetime as dt
+
+    from api.store.records import Advance, ResponseRecord
+    app = request.getfixturevalue("app" if db == "sqlite" else "pg_app")
+    client, keys = app.test_client(), Keys(app)
+    h = keys["patient-app"]
+    v = client.post("/v1/sessions", json={"banks": ["pain-intensity"], "patient": "p-tx"}, headers=h).json
+    store = app.extensions["cat_prom"].store
+    rec = store.get_session(v["id"], "default")
+    now = dt.datetime.now(dt.timezone.utc)
+    row = {"at": now, "tenant": "default", "key_id": "k", "role": "patient-app", "web_session_id": None,
+           "link_id": None, "action": "update", "patient_ref": "p-tx", "method": "POST",
+           "route": "/v1/sessions/<string:session_id>/responses", "status": 200, "request_id": "r-stale"}
+    stale = Advance(version=rec.version + 1, n_responses=1, status="in_progress", updated_at=now,
+                    expires_at=now + dt.timedelta(days=1), finished_at=None, result=None,
+                    response=ResponseRecord(1, v["question"]["item_id"], 1, False, now))
+    assert store.advance(rec.id, rec.version + 5, stale, audit=[row]) is False  # wrong version: nothing written
+    assert "r-stale" not in {r.request_id for r in _rows(app)}
+    assert store.get_response(rec.id, 1) is None
+    q = v["question"]
+    r = client.post(f"/v1/sessions/{v['id']}/responses", headers=h,
+                    json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][0]["value"]})
+    assert r.status_code == 200
+    answered = [x for x in _rows(app) if x.route.endswith("/responses")]
+    assert [(x.patient_ref, x.status, x.action) for x in answered] == [("p-tx", 200, "update")]
+    # an answer refused (409) is logged by the after-request hook, with its status (a refused request
+    # returned no patient data, so, as before, its row names none)
+    again = client.post(f"/v1/sessions/{v['id']}/responses", headers=h,
+                        json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][1]["value"]})
+    assert again.status_code == 409
+    answered = [x for x in _rows(app) if x.route.endswith("/responses")]
+    assert [(x.patient_ref, x.status) for x in answered] == [("p-tx", 200), (None, 409)]
