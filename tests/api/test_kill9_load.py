@@ -28,7 +28,7 @@ from apiserver import Server, request
 CLIENTS = 16
 ACKED_BEFORE_KILL = 200
 RACERS = 5
-ROUNDS = 100
+ROUNDS = 200
 
 
 def _store_and_key(url, schema=None):
