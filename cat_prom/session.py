@@ -28,7 +28,7 @@ from .evidence import SCORED, score_status
 from .state import CatState
 from .stopping import code_of
 from .errors import (CatPromError, InvalidDesignError, ItemAlreadyAnsweredError, ItemNotOfferedError,
-                     SessionFinishedError, UnknownItemError)
+                     SessionFinishedError)
 
 __all__ = ["CatSession", "Sitting", "Battery", "Step", "spawn_seeds", "sitting_from_dict"]
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError
 
 from cat_prom.jsonable import dumps
+
+if TYPE_CHECKING:
+    from cat_prom.clinical.rules import RuleConfig
 
 from ..store import clinical as store
 from ..store import outbox

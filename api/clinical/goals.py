@@ -2,8 +2,6 @@
 and personal goals with Goal Attainment Scaling."""
 from __future__ import annotations
 
-import datetime as dt
-
 from ..problems import Problem
 from ..store import clinical as store
 from .common import Base, iso, plain

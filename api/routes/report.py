@@ -1,7 +1,7 @@
 """One patient's report: HTML for browsers, JSON for apps, PDF for the record."""
 from __future__ import annotations
 
-from flask import Response, current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, redirect, request, url_for
 from flask.views import MethodView
 
 from ..audit import audited

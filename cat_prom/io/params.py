@@ -198,7 +198,6 @@ def _read_catr(header, rows, name, path, model):
     jgroup = lower.index("group") if "group" in lower else None
     betas = _numbered(lower, "betaj")
     deltas = _numbered(lower, "deltaj")
-    positional = False
     if betas and deltas:
         raise InvalidDataError(f"{name} line 1: both betaj and deltaj columns; a catR matrix holds one model",
                                file=path, line=1)
@@ -222,7 +221,6 @@ def _read_catr(header, rows, name, path, model):
                                    column=header[j])
         jid = rest[0] if rest else None
     else:  # unnamed matrix: V1, V2, ... or a header of anything; read positionally
-        positional = True
         data_cols = [j for j in range(len(header)) if j != jgroup]
         jid = 0 if header[0].strip() in ("", "id", "item_id") else None
         if jid is not None:
