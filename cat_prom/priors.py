@@ -46,10 +46,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from scipy.special import ndtri
+
+from .clinical.change import RELIABLE_Z
 from .errors import InvalidDataError
 from .grid import normal_log_density
 
-__all__ = ["PreviousSitting", "previous_component", "uses_previous", "mixture_parts", "alternative_log_prior", "change_probability", "previous_log_prior", "log_prior_for", "prior_report",
+__all__ = ["PreviousSitting", "previous_component", "uses_previous", "mixture_parts", "alternative_log_prior", "change_probability", "change_call_open", "previous_log_prior", "log_prior_for", "prior_report",
            "estimate_drift_sd", "DAYS_PER_WEEK"]
 
 DAYS_PER_WEEK = 7.0
@@ -159,6 +162,27 @@ def change_probability(log_post: np.ndarray, log_mix: np.ndarray, log_pop: np.nd
     return math.exp(num - den) if num > -math.inf else 0.0
 
 
+def change_call_open(theta: float, se: float, previous: PreviousSitting, confidence: float,
+                     z_reliable: float = RELIABLE_Z) -> bool:
+    r"""Whether the reliable-change call against the last sitting is still open: a classification stop whose
+    thresholds are the reliable-change limits.
+
+    The sitting will be flagged as a reliable change when :math:`|\hat\theta - \hat\theta_{prev}| > c`,
+    :math:`c = z_{RC}\sqrt{SE_{prev}^2 + SE^2}` (Jacobson & Truax, 1991; :func:`cat_prom.clinical.change.is_reliable`).
+    The call is settled when the ``confidence`` interval :math:`\hat\theta \pm z\,SE`, :math:`z =
+    \Phi^{-1}(\tfrac12 + \tfrac{confidence}2)`, lies wholly inside :math:`(\hat\theta_{prev} - c,
+    \hat\theta_{prev} + c)` (no reliable change) or wholly outside it (a reliable change), as the
+    ``classification`` stop rule does around one threshold; with two thresholds this is the three-category
+    classification CAT of Eggen & Straetmans (2000, "Computerized adaptive testing for classifying examinees into
+    three categories", *Educational and Psychological Measurement*, 60, 713-734). Open when
+    :math:`\big||\hat\theta - \hat\theta_{prev}| - c\big| \le z\,SE`; ``confidence`` 0 never holds it open.
+    """
+    if not confidence > 0:
+        return False
+    c = z_reliable * math.hypot(previous.se, se)
+    return bool(abs(abs(theta - previous.theta) - c) <= float(ndtri(0.5 + confidence / 2.0)) * se)
+
+
 def uses_previous(prior: Mapping, previous: PreviousSitting | None) -> bool:
     """Whether a design's prior and the previous sitting given make a previous-sitting prior."""
     return previous is not None and prior.get("type") == "previous"
@@ -188,6 +212,8 @@ def prior_report(prior: Mapping, previous: PreviousSitting | None, *, change_pro
     m, s = previous_component(prior, previous)
     extra = {} if prior.get("jump_sd") is None else {
         "jump_sd": float(prior["jump_sd"]), "alternative": {"mean": m, "sd": math.hypot(s, float(prior["jump_sd"]))}}
+    if prior.get("change_confidence"):
+        extra["change_confidence"] = float(prior["change_confidence"])
     return {"type": "previous", "population": pop, "previous": previous.to_dict(), **extra,
             "drift_sd_per_week": float(prior["drift_sd_per_week"]), "mixture_weight": float(prior["mixture_weight"]),
             "switch_at": float(prior["switch_at"]), "confirm_below": float(prior["confirm_below"]),

@@ -313,3 +313,67 @@ class TestSequentialTest:
     def test_bad_thresholds(self, bad, words):
         with pytest.raises(InvalidDesignError, match=words):
             Design.from_dict({"prior": {"type": "previous", **bad}})
+
+
+class TestChangeCall:
+    """``change_confidence``: precision stops wait while the reliable-change call against the last sitting is open."""
+
+    def test_closed_form_points(self):
+        from cat_prom.priors import change_call_open
+        prev = PreviousSitting(theta=0.0, se=0.3, elapsed_days=14.0)
+        # closed form: c = 1.96·√(0.3² + 0.3²) = 0.8315, z(80 %) = Φ⁻¹(0.9) = 1.2816, z·SE = 0.3845:
+        # open for |θ̂ - θ_prev| in [0.4470, 1.2160]
+        c, zse = 1.96 * math.sqrt(0.18), stats.norm.ppf(0.9) * 0.3
+        for theta, is_open in ((0.3, False), (c - zse + 1e-6, True), (0.8, True), (-0.8, True),
+                               (c + zse - 1e-6, True), (1.3, False), (-1.3, False)):
+            assert change_call_open(theta, 0.3, prev, 0.8) is is_open, theta
+        assert not change_call_open(0.8, 0.3, prev, 0.0)  # confidence 0: never open
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.floats(-3, 3), st.floats(0.1, 1.0), st.floats(-3, 3), st.floats(0.1, 0.8), st.floats(0.5, 0.99))
+    def test_open_iff_interval_straddles_a_limit(self, theta, se, theta_prev, se_prev, conf):
+        """Direct evaluation of the three-category classification (Eggen & Straetmans, 2000): settled when the
+        interval θ̂ ± z·SE lies wholly inside (θ_prev - c, θ_prev + c), wholly above θ_prev + c or wholly below
+        θ_prev - c; open otherwise (points within 1e-9 of a limit are skipped)."""
+        from cat_prom.priors import change_call_open
+        z = stats.norm.ppf(0.5 + conf / 2)
+        c = 1.96 * math.hypot(se_prev, se)
+        lo, hi = theta - z * se, theta + z * se
+        edges = (theta_prev - c, theta_prev + c)
+        if min(abs(x - e) for x in (lo, hi) for e in edges) < 1e-9:
+            return
+        settled = (lo > edges[0] and hi < edges[1]) or lo > edges[1] or hi < edges[0]
+        assert change_call_open(theta, se, PreviousSitting(theta_prev, se_prev, 7.0), conf) is (not settled)
+
+    def test_precision_stops_wait_for_the_call(self):
+        """Simulated patients whose θ moved from 0 to 0.9 (about the reliable-change limit): with the call on, every
+        sitting stopped by a precision rule has its call settled, and sittings are never shorter than without it."""
+        from cat_prom.priors import change_call_open
+        answers = simulate_responses(np.full(60, 0.9), BANK, np.random.default_rng(11))
+        prev = {"theta": 0.0, "se": 0.3, "elapsed_days": 14}
+        base = dict(PREV, jump_sd=1.0, confirm_below=0.3, switch_at=0.35)
+        longer = 0
+        for row in answers:
+            n = {}
+            for conf in (None, 0.8):
+                s = CatSession(BANK, {"prior": dict(base, change_confidence=conf), "se_target": 0.35, "max_items": 10},
+                               seed=2, previous=prev)
+                while not s.finished:
+                    s.answer(s.current_item.id, int(row[BANK.index(s.current_item.id)]))
+                n[conf] = s.n_answered
+                if conf and s.stop_reason in ("se_target", "se_change", "classification"):
+                    assert not change_call_open(s.theta, s.se, s.previous, 0.8)
+            assert n[0.8] >= n[None]
+            longer += n[0.8] > n[None]
+        assert longer > 0
+
+    def test_design_key_and_report(self):
+        d = Design.from_dict({"prior": {"type": "previous", "change_confidence": 0.8}})
+        assert d.prior["change_confidence"] == 0.8 and Design.from_dict(d.to_dict()) == d
+        assert "change_confidence" not in Design.from_dict({"prior": {"type": "previous", "change_confidence": 0}}).prior
+        with pytest.raises(InvalidDesignError, match="change_confidence' must be <= 0.999"):
+            Design.from_dict({"prior": {"type": "previous", "change_confidence": 1}})
+        with pytest.raises(InvalidDesignError, match="must be a number"):
+            Design.from_dict({"prior": {"type": "previous", "change_confidence": True}})
+        s = CatSession(BANK, d, seed=1, previous={"theta": 0.0, "se": 0.3, "elapsed_days": 7})
+        assert s.result()["prior"]["change_confidence"] == 0.8
