@@ -147,7 +147,8 @@ def alternative_log_prior(theta: np.ndarray, prior: Mapping, previous: PreviousS
 
 
 def change_probability(log_post: np.ndarray, log_mix: np.ndarray, log_pop: np.ndarray, w: float) -> float:
-    r"""Posterior probability that the population component, not the previous sitting's, explains the answers.
+    r"""Posterior probability that the alternative component (the population prior, or the jump component of
+    :func:`alternative_log_prior`; ``log_pop``), not the previous sitting's, explains the answers.
 
     With the answers' evidence :math:`E_q = \ell_q - \log\pi_{mix}(\theta_q)` (the log posterior
     without its mixture prior), :math:`P(\text{change}) = (1-w)\sum_q e^{E_q}\pi_{pop}(\theta_q) /

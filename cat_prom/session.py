@@ -270,7 +270,8 @@ class CatSession:
 
     def _check_change(self) -> None:
         """Previous-sitting prior: when the answers make a change more likely than ``switch_at``, drop the
-        previous component and go on under the population prior (:func:`cat_prom.priors.change_probability`)."""
+        previous component and go on under the alternative one (the population prior, or with ``jump_sd`` the
+        previous component widened by a jump; :func:`cat_prom.priors.change_probability`)."""
         log_mix, log_pop = self._mix
         p = self.design.prior
         own = self._state.lp[0] if self._shifted is None else self._state.lp[0] - self._shifted  # this domain's answers
