@@ -97,13 +97,15 @@ def _number(d, key, *, lo=None, hi=None, integer=False, allow_none=False, lo_ope
 
 #: Defaults of the previous-sitting prior (``{"type": "previous"}``), chosen by the longitudinal simulation
 #: (``benchmarks/longitudinal.py``; ``docs/design.md``, "Previous-sitting prior").
-PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.05, "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2}
+PREVIOUS_PRIOR_DEFAULTS = {"drift_sd_per_week": 0.05, "mixture_weight": 0.8, "switch_at": 0.5, "confirm_below": 0.2,
+                           "jump_sd": None, "change_confidence": None}
 
 
 def _check_prior(p, estimator: str) -> dict:
     """The ``prior`` object: population ``{"mean", "sd"}`` (``"type": "normal"`` optional) or the
     previous-sitting mixture ``{"type": "previous", "mean", "sd", "drift_sd_per_week", "mixture_weight"}``
-    (:mod:`cat_prom.priors`)."""
+    (:mod:`cat_prom.priors`), optionally with ``switch_at``, ``confirm_below``, ``jump_sd`` and
+    ``change_confidence`` (the last two are kept only when set, so that older documents read back unchanged)."""
     kind = p.get("type", "normal") if isinstance(p, dict) else None
     allowed = {"type", "mean", "sd"} | (set(PREVIOUS_PRIOR_DEFAULTS) if kind == "previous" else set())
     if not isinstance(p, dict) or kind not in ("normal", "previous") or set(p) - allowed:
@@ -128,6 +130,12 @@ def _check_prior(p, estimator: str) -> dict:
                                  if "switch_at" in p else PREVIOUS_PRIOR_DEFAULTS["switch_at"])
         out["confirm_below"] = float(_number(p, "confirm_below", lo=0, hi=1, prefix="prior.")
                                      if "confirm_below" in p else PREVIOUS_PRIOR_DEFAULTS["confirm_below"])
+        if p.get("change_confidence") is not None:  # absent, null or 0: no change call (as before)
+            conf = float(_number(p, "change_confidence", lo=0, hi=0.999, prefix="prior."))
+            if conf > 0:
+                out["change_confidence"] = conf
+        if p.get("jump_sd") is not None:  # absent or null: the population prior is the alternative (as before)
+            out["jump_sd"] = float(_number(p, "jump_sd", lo=0, hi=5, lo_open=True, prefix="prior."))
         if out["confirm_below"] >= out["switch_at"]:
             raise _bad(f"prior.confirm_below ({out['confirm_below']}) must be below prior.switch_at "
                        f"({out['switch_at']})", "prior")

@@ -10,9 +10,15 @@ domain for the guards, the logs and the results. What differs:
 * the next question comes from the domain whose candidate item adds most to the joint posterior
   precision (D-optimality, Segall 1996; ``order="d_optimal"``), or from the first unfinished domain
   in battery order (``order="battery"``); within a domain the domain's own design chooses the item;
-* a domain whose previous-sitting prior gives way (its answers disagree with the last sitting,
-  :mod:`cat_prom.priors`) leaves the joint model for the rest of the sitting: it changed on its own,
-  so it is scored on its own, exactly as in separate scoring (``joint.scored_alone``);
+* a domain with a previous-sitting prior (:mod:`cat_prom.priors`) is scored on its own, exactly as in
+  separate scoring (``joint.scored_alone``): the multivariate normal prior ties the domains' *levels* as
+  the population shows them, and the previous sitting already tells the domain's level for this patient
+  (from a posterior that had that population prior in it), so tying it again counts the population twice.
+  What would tie the domains at a follow-up is how their *changes* correlate, which the battery file does
+  not give. The double counting is what hid flares: a flare in one domain was pulled back towards the
+  unchanged, correlated others (``benchmarks/results/longitudinal_burden.md``: 37-43 % of +1 SD flares
+  flagged against 48.5 % with separate scoring). Domains without a previous sitting still borrow from each
+  other, so a first sitting (and a new domain in a returning patient's battery) is scored jointly;
 * each domain stops by its own design's rules, evaluated after every answer (its SE also shrinks
   with the other domains' answers), but never before its own ``min_items`` (at least 1) answers:
   a domain is never scored without an answer of its own.
@@ -130,10 +136,10 @@ class JointBattery(Sitting):
                 s._redecide()
 
     def _effective_sigma(self) -> np.ndarray:
-        """The prior covariance with the domains that left the joint model uncorrelated with the others: a domain
-        whose answers disagreed with its previous sitting (its previous-sitting prior gave way) changed on its own,
-        so it is scored on its own, as in separate scoring, and lends nothing to the others."""
-        alone = [d for d, s in enumerate(self.sessions) if s.switched_after is not None]
+        """The prior covariance with the domains that have a previous-sitting prior uncorrelated with the others:
+        such a domain is scored on its own, as in separate scoring, and lends nothing to the others (module
+        docstring: its previous sitting already carries the population's information about its level)."""
+        alone = [d for d, s in enumerate(self.sessions) if s.uses_previous_prior]
         if not alone:
             return self.Sigma
         S = self.Sigma.copy()
@@ -200,7 +206,7 @@ class JointBattery(Sitting):
             lent = [o.bank.id for e, o in enumerate(self.sessions) if e != d and self.tau[e] > 0 and S[d, e] != 0]
             r["scoring"] = "joint"
             r["joint"] = {"cavity": {"mean": m, "sd": v ** 0.5}, "borrowed_from": lent,
-                          "scored_alone": s.switched_after is not None}
+                          "scored_alone": s.uses_previous_prior}
             out.append(r)
         return out
 

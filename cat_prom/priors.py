@@ -21,6 +21,14 @@ The CAT's posterior on the grid (:mod:`cat_prom.grid`) starts from a log prior. 
     answers. On the grid each component is normalised over the nodes and the mixture is the log of the
     weighted sum, ``logaddexp(log w + log N_prev, log(1-w) + log N_pop)``.
 
+    With ``jump_sd`` :math:`\sigma_J` the second component is not the population prior but the previous
+    component widened by a sudden change, :math:`N(\hat\theta_{prev},\ SE_{prev}^2 + \delta^2 t + \sigma_J^2)`
+    (:func:`alternative_log_prior`): "changed since last time" rather than "anyone from the population". A flare
+    of one SD in a patient far from the population mean is far more likely under it than under the population
+    prior, so the prior gives way sooner and the estimate after the switch is not pulled towards the population
+    mean. This is the two-state multi-process model of Harrison & Stevens (1976) and West & Harrison (1997, ch. 12):
+    a small evolution variance most of the time, a large one when the state jumps.
+
     The mixture is a robust prior in the sense of O'Hagan & Pericchi (2012, "Bayesian heavy-tailed
     models and conflict resolution: a review", *Brazilian Journal of Probability and Statistics*):
     when data and prior conflict, the posterior discounts the prior. The widening by elapsed time is
@@ -38,10 +46,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from scipy.special import ndtri
+
+from .clinical.change import RELIABLE_Z
 from .errors import InvalidDataError
 from .grid import normal_log_density
 
-__all__ = ["PreviousSitting", "previous_component", "uses_previous", "mixture_parts", "change_probability", "previous_log_prior", "log_prior_for", "prior_report",
+__all__ = ["PreviousSitting", "previous_component", "uses_previous", "mixture_parts", "alternative_log_prior", "change_probability", "change_call_open", "previous_log_prior", "log_prior_for", "prior_report",
            "estimate_drift_sd", "DAYS_PER_WEEK"]
 
 DAYS_PER_WEEK = 7.0
@@ -113,14 +124,31 @@ def mixture_parts(theta: np.ndarray, prior: Mapping, previous: PreviousSitting) 
     w = float(prior["mixture_weight"])
     m, s = previous_component(prior, previous)
     lp_prev = _grid_log_normal(theta, m, s)
-    lp_pop = _grid_log_normal(theta, prior["mean"], prior["sd"])
+    lp_pop = alternative_log_prior(theta, prior, previous)
     if w >= 1.0:
         return lp_prev, lp_pop
     return np.logaddexp(math.log(w) + lp_prev, math.log1p(-w) + lp_pop), lp_pop
 
 
+def alternative_log_prior(theta: np.ndarray, prior: Mapping, previous: PreviousSitting) -> np.ndarray:
+    r"""The mixture's second component ("changed since last time") on the nodes, normalised over them, shape (Q,).
+
+    Without ``jump_sd`` (``None``): the population prior :math:`N(\mu, \sigma^2)`. With it: the previous component
+    widened by a sudden change of SD ``jump_sd``, :math:`N(\hat\theta_{prev}, SE_{prev}^2 + \delta^2 t +
+    \sigma_J^2)` — the multi-process model of West & Harrison (1997, ch. 12; Harrison & Stevens, 1976, "Bayesian
+    forecasting", *JRSS B* 38, 205-247), whose state evolves by a small variance most of the time and by a large one
+    when it jumps.
+    """
+    jump = prior.get("jump_sd")
+    if jump is None:
+        return _grid_log_normal(theta, prior["mean"], prior["sd"])
+    m, s = previous_component(prior, previous)
+    return _grid_log_normal(theta, m, math.hypot(s, float(jump)))
+
+
 def change_probability(log_post: np.ndarray, log_mix: np.ndarray, log_pop: np.ndarray, w: float) -> float:
-    r"""Posterior probability that the population component, not the previous sitting's, explains the answers.
+    r"""Posterior probability that the alternative component (the population prior, or the jump component of
+    :func:`alternative_log_prior`; ``log_pop``), not the previous sitting's, explains the answers.
 
     With the answers' evidence :math:`E_q = \ell_q - \log\pi_{mix}(\theta_q)` (the log posterior
     without its mixture prior), :math:`P(\text{change}) = (1-w)\sum_q e^{E_q}\pi_{pop}(\theta_q) /
@@ -133,6 +161,27 @@ def change_probability(log_post: np.ndarray, log_mix: np.ndarray, log_pop: np.nd
     num = math.log1p(-w) + float(np.logaddexp.reduce(E + log_pop)) if w < 1 else -math.inf
     den = float(np.logaddexp.reduce(E + log_mix))
     return math.exp(num - den) if num > -math.inf else 0.0
+
+
+def change_call_open(theta: float, se: float, previous: PreviousSitting, confidence: float,
+                     z_reliable: float = RELIABLE_Z) -> bool:
+    r"""Whether the reliable-change call against the last sitting is still open: a classification stop whose
+    thresholds are the reliable-change limits.
+
+    The sitting will be flagged as a reliable change when :math:`|\hat\theta - \hat\theta_{prev}| > c`,
+    :math:`c = z_{RC}\sqrt{SE_{prev}^2 + SE^2}` (Jacobson & Truax, 1991; :func:`cat_prom.clinical.change.is_reliable`).
+    The call is settled when the ``confidence`` interval :math:`\hat\theta \pm z\,SE`, :math:`z =
+    \Phi^{-1}(\tfrac12 + \tfrac{confidence}2)`, lies wholly inside :math:`(\hat\theta_{prev} - c,
+    \hat\theta_{prev} + c)` (no reliable change) or wholly outside it (a reliable change), as the
+    ``classification`` stop rule does around one threshold; with two thresholds this is the three-category
+    classification CAT of Eggen & Straetmans (2000, "Computerized adaptive testing for classifying examinees into
+    three categories", *Educational and Psychological Measurement*, 60, 713-734). Open when
+    :math:`\big||\hat\theta - \hat\theta_{prev}| - c\big| \le z\,SE`; ``confidence`` 0 never holds it open.
+    """
+    if not confidence > 0:
+        return False
+    c = z_reliable * math.hypot(previous.se, se)
+    return bool(abs(abs(theta - previous.theta) - c) <= float(ndtri(0.5 + confidence / 2.0)) * se)
 
 
 def uses_previous(prior: Mapping, previous: PreviousSitting | None) -> bool:
@@ -162,7 +211,11 @@ def prior_report(prior: Mapping, previous: PreviousSitting | None, *, change_pro
             out["note"] = "no previous scored sitting was given: population prior"
         return out
     m, s = previous_component(prior, previous)
-    return {"type": "previous", "population": pop, "previous": previous.to_dict(),
+    extra = {} if prior.get("jump_sd") is None else {
+        "jump_sd": float(prior["jump_sd"]), "alternative": {"mean": m, "sd": math.hypot(s, float(prior["jump_sd"]))}}
+    if prior.get("change_confidence"):
+        extra["change_confidence"] = float(prior["change_confidence"])
+    return {"type": "previous", "population": pop, "previous": previous.to_dict(), **extra,
             "drift_sd_per_week": float(prior["drift_sd_per_week"]), "mixture_weight": float(prior["mixture_weight"]),
             "switch_at": float(prior["switch_at"]), "confirm_below": float(prior["confirm_below"]),
             "component": {"mean": m, "sd": s},

@@ -23,7 +23,7 @@ import numpy as np
 
 from .bank import Item, ItemBank
 from .design import Design
-from .priors import PreviousSitting, change_probability, log_prior_for, mixture_parts, prior_report, uses_previous
+from .priors import PreviousSitting, change_call_open, change_probability, log_prior_for, mixture_parts, prior_report, uses_previous
 from .evidence import SCORED, score_status
 from .state import CatState
 from .stopping import code_of
@@ -163,7 +163,7 @@ class CatSession:
         x = state.row(0)  # what the stop rules read, as numbers
         self._read_estimate(x)
         code = state.rules.first(x)
-        if code in _PRECISION_STOPS and self._change_unresolved():
+        if code in _PRECISION_STOPS and (self._change_unresolved() or self._change_call_open()):
             code = 0  # the previous-sitting prior's question is open: ask on (max_items still stops)
         if code:
             self._finish(code)
@@ -262,9 +262,16 @@ class CatSession:
         return (self._mix is not None and self.switched_after is None
                 and self.change_probability > self.design.prior["confirm_below"])
 
+    def _change_call_open(self) -> bool:
+        """Previous-sitting prior with ``change_confidence`` > 0: whether the reliable-change call against the last
+        sitting is still open (:func:`cat_prom.priors.change_call_open`). Precision stops wait while it is."""
+        conf = self.design.prior.get("change_confidence") if self._mix is not None else None
+        return bool(conf) and change_call_open(self.theta, self.se, self.previous, conf)
+
     def _check_change(self) -> None:
         """Previous-sitting prior: when the answers make a change more likely than ``switch_at``, drop the
-        previous component and go on under the population prior (:func:`cat_prom.priors.change_probability`)."""
+        previous component and go on under the alternative one (the population prior, or with ``jump_sd`` the
+        previous component widened by a jump; :func:`cat_prom.priors.change_probability`)."""
         log_mix, log_pop = self._mix
         p = self.design.prior
         own = self._state.lp[0] if self._shifted is None else self._state.lp[0] - self._shifted  # this domain's answers

@@ -118,6 +118,31 @@ def test_flare_overrides_the_previous_prior(long_app):
     assert flare["t_score"] == pytest.approx(alone["t_score"], abs=3.0)
 
 
+def test_jump_alternative_accepted_reported_and_replayed(long_app, long_banks, db_url):
+    """``jump_sd`` in the design's prior (the clinic setting of benchmarks/results/longitudinal_burden.md): the
+    service accepts it where it accepts the other prior keys, reports the alternative component, and a stored
+    flare sitting replays to the same result in another app."""
+    client, h = long_app.test_client(), Keys(long_app)["patient-app"]
+    design = {"prior": {"type": "previous", "jump_sd": 1.0, "confirm_below": 0.3}}
+    body = {"banks": ["pain-interference"], "patient": "p-jump", "design": design, "seed": 41}
+    before = _by_bank(_sitting(client, h, long_app, body, -1.0))["pain-interference"]
+    view = _sitting(client, h, long_app, {**body, "seed": 42}, 1.5)
+    flare = _by_bank(view)["pain-interference"]
+    prior = flare["prior"]
+    assert prior["type"] == "previous" and prior["jump_sd"] == 1.0 and prior["confirm_below"] == 0.3
+    assert prior["alternative"]["mean"] == pytest.approx(before["theta"], abs=1e-12)
+    assert prior["alternative"]["sd"] > prior["component"]["sd"]
+    assert prior["switched_after"] is not None and flare["theta"] > before["theta"] + 1.5
+    other = make_app(long_banks, db_url)
+    try:
+        again = other.test_client().get(f"/v1/sessions/{view['id']}", headers=h).json
+        assert _by_bank(again)["pain-interference"] == flare
+    finally:
+        other.extensions["cat_prom"].store.dispose()
+    bad = client.post("/v1/sessions", headers=h, json={**body, "design": {"prior": {"type": "previous", "jump_sd": 0}}})
+    assert bad.status_code == 422 and "jump_sd" in json.dumps(bad.json)
+
+
 def test_previous_prior_is_part_of_the_stored_sitting(long_app, long_banks, db_url):
     """The prior's input is fixed at creation: replay in another app on the same database (nothing cached),
     after the patient finished another sitting meanwhile, rebuilds exactly the same sitting."""

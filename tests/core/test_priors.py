@@ -82,6 +82,94 @@ def test_prior_gives_way_to_a_flare():
     assert err[0.7] > err[1.0] + 0.3 and abs(err[0.7]) < 0.5, err
 
 
+class TestJumpAlternative:
+    """``jump_sd``: the mixture's second component is the previous component widened by a sudden change."""
+
+    def test_matches_scipy_densities(self):
+        prev = PreviousSitting(theta=1.2, se=0.3, elapsed_days=28.0)
+        prior = dict(PREV, jump_sd=0.9)
+        lp = previous_log_prior(THETA, prior, prev)
+        # reference: scipy.stats.norm densities normalised over the nodes, mixed 0.7/0.3; rtol 1e-12
+        sd = math.sqrt(0.3 ** 2 + 0.2 ** 2 * 4.0)  # closed form: SE² + drift² · weeks
+        sd_alt = math.sqrt(sd ** 2 + 0.9 ** 2)  # closed form: plus the jump variance
+        f1, f0 = stats.norm.pdf(THETA, 1.2, sd), stats.norm.pdf(THETA, 1.2, sd_alt)
+        assert_allclose(np.exp(lp), 0.7 * f1 / f1.sum() + 0.3 * f0 / f0.sum(), rtol=1e-12, atol=1e-300)
+        rep = prior_report(prior, prev)
+        assert rep["jump_sd"] == 0.9 and rep["alternative"] == {"mean": 1.2, "sd": pytest.approx(sd_alt, rel=1e-15)}
+        assert "jump_sd" not in prior_report(PREV, prev)  # absent: the population prior, reported as before
+
+    def test_change_probability_matches_quadrature(self):
+        """P(change) after three answers against scipy.integrate.quad of the continuous densities times the
+        likelihood (grid of 81 nodes on [-6, 6] against adaptive quadrature: atol 2e-3)."""
+        from scipy.integrate import quad
+        from cat_prom import irt
+        from cat_prom.priors import change_probability, mixture_parts
+        prior = dict(PREV, jump_sd=1.0)
+        prev = PreviousSitting(theta=-0.4, se=0.3, elapsed_days=14.0)
+        answers = [(0, 4), (1, 3), (2, 4)]
+        lik_grid = sum(BANK.grid(THETA).log_p_nkq[j, k] for j, k in answers)
+        log_mix, log_alt = mixture_parts(THETA, prior, prev)
+        p_grid = change_probability(log_mix + lik_grid, log_mix, log_alt, 0.7)
+        sd = math.sqrt(0.3 ** 2 + 0.2 ** 2 * 2.0)
+        def lik(t):
+            lp = irt.log_probabilities(np.array([t]), BANK.params)[0]
+            return math.exp(sum(lp[j, k] for j, k in answers))
+        z_prev = quad(lambda t: lik(t) * stats.norm.pdf(t, -0.4, sd), -8, 8, points=[-0.4], limit=200)[0]
+        z_alt = quad(lambda t: lik(t) * stats.norm.pdf(t, -0.4, math.hypot(sd, 1.0)), -8, 8, limit=200)[0]
+        assert_allclose(p_grid, 0.3 * z_alt / (0.7 * z_prev + 0.3 * z_alt), atol=2e-3)
+        assert p_grid > 0.5  # answers at the top of the bank, last time -0.4: a change
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.floats(-2.5, 2.5), st.floats(0.2, 0.8), st.floats(0, 120), st.floats(0.05, 0.95), st.floats(0.2, 2.0))
+    def test_prior_symmetric_about_last_sitting(self, theta_prev, se, days, w, jump):
+        """Both components are centred at the last sitting, so before any answer the prior's mean is θ_prev and
+        its variance is the closed form of a two-normal mixture with a common mean, w·s₁² + (1-w)·s₂². On a wide
+        grid (241 nodes on [-12, 12], at least 4 SD of margin) truncation and spacing stay within 1e-3 / 2 %."""
+        theta = nodes(-12, 12, 241)
+        prev = PreviousSitting(theta_prev, se, days)
+        p = np.exp(previous_log_prior(theta, dict(PREV, mixture_weight=w, jump_sd=jump), prev))
+        p /= p.sum()
+        m = float(p @ theta)
+        s1 = math.sqrt(se ** 2 + 0.2 ** 2 * days / 7)
+        s2 = math.hypot(s1, jump)
+        assert abs(m - theta_prev) < 1e-3
+        assert_allclose(float(p @ (theta - m) ** 2), w * s1 ** 2 + (1 - w) * s2 ** 2, rtol=0.02, atol=1e-3)
+
+    def test_gives_way_sooner_than_population_alternative(self):
+        """A patient last seen at θ = 1.0 who flares to 2.0: with jump_sd the prior is dropped more often after
+        the same answers, and the estimate is less biased (simulated answers, 200 simulees, seed 7)."""
+        answers = simulate_responses(np.full(200, 2.0), BANK, np.random.default_rng(7))
+        prev = {"theta": 1.0, "se": 0.3, "elapsed_days": 14}
+        out = {}
+        for jump in (None, 1.0):
+            sw, err = 0, []
+            for row in answers:
+                s = CatSession(BANK, {"prior": dict(PREV, mixture_weight=0.8, drift_sd_per_week=0.05, jump_sd=jump),
+                                      "se_target": None, "max_items": 4}, seed=1, previous=prev)
+                while not s.finished:
+                    s.answer(s.current_item.id, int(row[BANK.index(s.current_item.id)]))
+                sw += s.switched_after is not None
+                err.append(s.theta - 2.0)
+            out[jump] = (sw, float(np.mean(err)))
+        assert out[1.0][0] > out[None][0] and abs(out[1.0][1]) < abs(out[None][1]), out
+
+    def test_design_key(self):
+        d = Design.from_dict({"prior": {"type": "previous", "jump_sd": 1}})
+        assert d.prior["jump_sd"] == 1.0 and Design.from_dict(d.to_dict()) == d
+        assert "jump_sd" not in Design.from_dict({"prior": {"type": "previous", "jump_sd": None}}).prior
+        for bad, words in ((0, "must be > 0"), (6, "must be <= 5"), ("1", "must be a number")):
+            with pytest.raises(InvalidDesignError, match=words):
+                Design.from_dict({"prior": {"type": "previous", "jump_sd": bad}})
+
+    def test_replay_exact(self):
+        prior = dict(PREV, jump_sd=1.0)
+        s = CatSession(BANK, {"prior": prior}, seed=8, previous={"theta": -1.0, "se": 0.3, "elapsed_days": 14})
+        for k in (4, 4, 3):
+            s.answer(s.current_item.id, k)
+        r = CatSession.from_dict(BANK, json.loads(json.dumps(s.to_dict())))
+        assert r.result() == s.result() and r.result()["prior"]["jump_sd"] == 1.0
+
+
 class TestDesignKeys:
     def test_defaults_and_roundtrip(self):
         d = Design.from_dict({"prior": {"type": "previous"}})
@@ -225,3 +313,67 @@ class TestSequentialTest:
     def test_bad_thresholds(self, bad, words):
         with pytest.raises(InvalidDesignError, match=words):
             Design.from_dict({"prior": {"type": "previous", **bad}})
+
+
+class TestChangeCall:
+    """``change_confidence``: precision stops wait while the reliable-change call against the last sitting is open."""
+
+    def test_closed_form_points(self):
+        from cat_prom.priors import change_call_open
+        prev = PreviousSitting(theta=0.0, se=0.3, elapsed_days=14.0)
+        # closed form: c = 1.96·√(0.3² + 0.3²) = 0.8315, z(80 %) = Φ⁻¹(0.9) = 1.2816, z·SE = 0.3845:
+        # open for |θ̂ - θ_prev| in [0.4470, 1.2160]
+        c, zse = 1.96 * math.sqrt(0.18), stats.norm.ppf(0.9) * 0.3
+        for theta, is_open in ((0.3, False), (c - zse + 1e-6, True), (0.8, True), (-0.8, True),
+                               (c + zse - 1e-6, True), (1.3, False), (-1.3, False)):
+            assert change_call_open(theta, 0.3, prev, 0.8) is is_open, theta
+        assert not change_call_open(0.8, 0.3, prev, 0.0)  # confidence 0: never open
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.floats(-3, 3), st.floats(0.1, 1.0), st.floats(-3, 3), st.floats(0.1, 0.8), st.floats(0.5, 0.99))
+    def test_open_iff_interval_straddles_a_limit(self, theta, se, theta_prev, se_prev, conf):
+        """Direct evaluation of the three-category classification (Eggen & Straetmans, 2000): settled when the
+        interval θ̂ ± z·SE lies wholly inside (θ_prev - c, θ_prev + c), wholly above θ_prev + c or wholly below
+        θ_prev - c; open otherwise (points within 1e-9 of a limit are skipped)."""
+        from cat_prom.priors import change_call_open
+        z = stats.norm.ppf(0.5 + conf / 2)
+        c = 1.96 * math.hypot(se_prev, se)
+        lo, hi = theta - z * se, theta + z * se
+        edges = (theta_prev - c, theta_prev + c)
+        if min(abs(x - e) for x in (lo, hi) for e in edges) < 1e-9:
+            return
+        settled = (lo > edges[0] and hi < edges[1]) or lo > edges[1] or hi < edges[0]
+        assert change_call_open(theta, se, PreviousSitting(theta_prev, se_prev, 7.0), conf) is (not settled)
+
+    def test_precision_stops_wait_for_the_call(self):
+        """Simulated patients whose θ moved from 0 to 0.9 (about the reliable-change limit): with the call on, every
+        sitting stopped by a precision rule has its call settled, and sittings are never shorter than without it."""
+        from cat_prom.priors import change_call_open
+        answers = simulate_responses(np.full(60, 0.9), BANK, np.random.default_rng(11))
+        prev = {"theta": 0.0, "se": 0.3, "elapsed_days": 14}
+        base = dict(PREV, jump_sd=1.0, confirm_below=0.3, switch_at=0.35)
+        longer = 0
+        for row in answers:
+            n = {}
+            for conf in (None, 0.8):
+                s = CatSession(BANK, {"prior": dict(base, change_confidence=conf), "se_target": 0.35, "max_items": 10},
+                               seed=2, previous=prev)
+                while not s.finished:
+                    s.answer(s.current_item.id, int(row[BANK.index(s.current_item.id)]))
+                n[conf] = s.n_answered
+                if conf and s.stop_reason in ("se_target", "se_change", "classification"):
+                    assert not change_call_open(s.theta, s.se, s.previous, 0.8)
+            assert n[0.8] >= n[None]
+            longer += n[0.8] > n[None]
+        assert longer > 0
+
+    def test_design_key_and_report(self):
+        d = Design.from_dict({"prior": {"type": "previous", "change_confidence": 0.8}})
+        assert d.prior["change_confidence"] == 0.8 and Design.from_dict(d.to_dict()) == d
+        assert "change_confidence" not in Design.from_dict({"prior": {"type": "previous", "change_confidence": 0}}).prior
+        with pytest.raises(InvalidDesignError, match="change_confidence' must be <= 0.999"):
+            Design.from_dict({"prior": {"type": "previous", "change_confidence": 1}})
+        with pytest.raises(InvalidDesignError, match="must be a number"):
+            Design.from_dict({"prior": {"type": "previous", "change_confidence": True}})
+        s = CatSession(BANK, d, seed=1, previous={"theta": 0.0, "se": 0.3, "elapsed_days": 7})
+        assert s.result()["prior"]["change_confidence"] == 0.8
