@@ -326,3 +326,27 @@ def test_previous_prior_skips_a_not_scored_sitting(long_app):
     assert third["prior"]["type"] == "previous"
     assert third["prior"]["previous"]["theta"] == pytest.approx(scored["theta"], abs=1e-12)
     assert third["prior"]["previous"]["elapsed_days"] >= skipped["prior"]["previous"]["elapsed_days"]
+
+
+def test_the_shipped_monitoring_battery_runs_from_the_demo_banks(tmp_path):
+    """``pain-core-monitoring`` (item_banks/batteries) through the API as a clinic would use it: a
+    first visit is scored jointly (no previous sitting), a follow-up starts every domain from the
+    previous sitting (scored on its own) and asks no more than the first visit."""
+    from apihelpers import run_session
+    root = Path(__file__).resolve().parents[2]
+    app = make_app(root / "item_banks", f"sqlite:///{tmp_path / 'mon.sqlite'}")
+    try:
+        c, h = app.test_client(), Keys(app)["patient-app"]
+        body = {"battery": "pain-core-monitoring", "patient": "p-mon", "seed": 3}
+        _, first, n1 = run_session(c, h, body, answer=lambda q: q["options"][1]["value"])
+        assert first["status"] == "finished"
+        scored = [r for r in first["results"] if r.get("t_score") is not None]
+        assert scored and all(r["scoring"] == "joint" and not r["joint"]["scored_alone"] for r in scored)
+        _, again, n2 = run_session(c, h, {**body, "seed": 4}, answer=lambda q: q["options"][1]["value"])
+        for r in again["results"]:
+            if r.get("t_score") is not None:
+                assert r["prior"]["type"] == "previous" and r["prior"]["jump_sd"] == 1
+                assert r["joint"]["scored_alone"] is True
+        assert n2 <= n1
+    finally:
+        app.extensions["cat_prom"].store.dispose()

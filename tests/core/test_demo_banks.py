@@ -195,3 +195,28 @@ def test_battery_file_errors_and_defaults(tmp_path, banks):
         bat.designs["nausea"] = {}  # frozen: designs are shared by every sitting
     with pytest.raises(InvalidBatteryError, match="'nausea' is not loaded"):
         bat.entries({})
+
+
+def test_monitoring_battery_is_the_simulated_clinic_design(banks):
+    """``pain-core-monitoring`` ships the design whose figures benchmarks/results/longitudinal_burden.md
+    reports ("both" with the clinic settings: previous-sitting prior with jump_sd and the change call,
+    lower floors, joint scoring): built here from the benchmark's own constants, it must equal the
+    file, so the file and the table cannot drift apart."""
+    import sys
+
+    from cat_prom.cli.simulate_battery import _min_items, _prior
+    from cat_prom.simulation.longitudinal import design_options
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import longitudinal as bench
+
+    core = load_battery(BANKS_DIR / "batteries" / "pain-core.json", banks=banks)
+    shipped = json.loads((BANKS_DIR / "batteries" / "pain-core-monitoring.json").read_text(encoding="utf-8"))
+    opts = design_options("both", core, prior=_prior(bench.PRIOR), min_items=_min_items(bench.FLOORS, core.banks))
+    core_doc = json.loads((BANKS_DIR / "batteries" / "pain-core.json").read_text(encoding="utf-8"))
+    assert shipped["banks"] == core_doc["banks"] and shipped["correlation"] == core_doc["correlation"]
+    assert shipped["scoring"] == opts["scoring"] == "joint"
+    assert shipped["designs"] == {b: {**core_doc["designs"].get(b, {}), **opts["designs"].get(b, {})}
+                                  for b in core_doc["banks"]}
+    assert "simulated" in shipped["description"]
+    bat = load_battery(BANKS_DIR / "batteries" / "pain-core-monitoring.json", banks=banks)  # the loader agrees
+    assert bat.scoring == "joint" and bat.id == "pain-core-monitoring"
