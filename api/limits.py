@@ -31,11 +31,11 @@ the same two limits counted here — a tenth of an answer's whole cost saved.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse_many
@@ -92,20 +92,6 @@ def parse_limit(setting: str, value) -> tuple[RateLimitItem, ...]:
                          f"'10/second;300/minute' (or 'off')") from None
 
 
-@dataclass
-class _Breach:
-    name: str
-    setting: str
-    reset_at: float
-
-    def problem(self) -> Problem:
-        retry = max(1, math.ceil(self.reset_at - time.time()))
-        what = LIMITS[self.name][1]
-        return Problem("too-many-requests",
-                       f"Too many requests ({what}: at most {self.setting.replace(';', ' and ')}); "
-                       f"retry after {retry} s.", headers={"Retry-After": str(retry)})
-
-
 class RateLimits:
     """The app's three limits and their counters (Redis when configured, with a memory fallback)."""
 
@@ -147,24 +133,28 @@ class RateLimits:
     # ------------------------------------------------------------------------------- the checks
     def hit(self, name: str, identity: str) -> None:
         """Count one request of ``identity`` under limit ``name``; 429 when it is spent."""
-        ids = (KEY_PREFIX, identity, name)
-        for item in self.items[name]:
-            if not self._call("hit", item, ids):
-                raise self._breach(name, item, ids).problem()
+        self._apply("hit", name, identity)
 
     def check(self, name: str, identity: str) -> None:
         """429 when ``identity`` has spent limit ``name`` (nothing is counted)."""
+        self._apply("test", name, identity)
+
+    def _apply(self, method: str, name: str, identity: str) -> None:
         ids = (KEY_PREFIX, identity, name)
         for item in self.items[name]:
-            if not self._call("test", item, ids):
-                raise self._breach(name, item, ids).problem()
+            if not self._call(method, item, ids):
+                raise self._problem(name, item, ids)
 
-    def _breach(self, name: str, item: RateLimitItem, ids: tuple[str, ...]) -> _Breach:
+    def _problem(self, name: str, item: RateLimitItem, ids: tuple[str, ...]) -> Problem:
+        """The 429 for a spent limit, with when to retry."""
         try:
             reset_at = self._call("get_window_stats", item, ids).reset_time
         except Exception:  # noqa: BLE001 - the estimate is advisory
             reset_at = time.time() + item.get_expiry()
-        return _Breach(name, self.settings[name], reset_at)
+        retry = max(1, math.ceil(reset_at - time.time()))
+        return Problem("too-many-requests",
+                       f"Too many requests ({LIMITS[name][1]}: at most {self.settings[name].replace(';', ' and ')}); "
+                       f"retry after {retry} s.", headers={"Retry-After": str(retry)})
 
 
 def _limits() -> RateLimits:
@@ -174,13 +164,11 @@ def _limits() -> RateLimits:
 def per_key(name: str):
     """View decorator: count this route's requests per API key under limit ``name``; put it below
     :func:`api.keys.require` (the key must be known)."""
-    import functools
-
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             limits = _limits()
-            if limits.items[name]:
+            if limits.enabled(name):
                 limits.hit(name, g.principal.key_id)
             return fn(*args, **kwargs)
         return wrapper

@@ -46,11 +46,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from scipy.special import ndtri
-
 from .clinical.change import RELIABLE_Z
 from .errors import InvalidDataError
 from .grid import normal_log_density
+from .stopping import interval_z
 
 __all__ = ["PreviousSitting", "previous_component", "uses_previous", "mixture_parts", "alternative_log_prior", "change_probability", "change_call_open", "previous_log_prior", "log_prior_for", "prior_report",
            "estimate_drift_sd", "DAYS_PER_WEEK"]
@@ -139,11 +138,16 @@ def alternative_log_prior(theta: np.ndarray, prior: Mapping, previous: PreviousS
     forecasting", *JRSS B* 38, 205-247), whose state evolves by a small variance most of the time and by a large one
     when it jumps.
     """
+    return _grid_log_normal(theta, *alternative_component(prior, previous))
+
+
+def alternative_component(prior: Mapping, previous: PreviousSitting) -> tuple[float, float]:
+    """Mean and SD of the mixture's second component (:func:`alternative_log_prior`)."""
     jump = prior.get("jump_sd")
     if jump is None:
-        return _grid_log_normal(theta, prior["mean"], prior["sd"])
+        return float(prior["mean"]), float(prior["sd"])
     m, s = previous_component(prior, previous)
-    return _grid_log_normal(theta, m, math.hypot(s, float(jump)))
+    return m, math.hypot(s, float(jump))
 
 
 def change_probability(log_post: np.ndarray, log_mix: np.ndarray, log_pop: np.ndarray, w: float) -> float:
@@ -181,7 +185,7 @@ def change_call_open(theta: float, se: float, previous: PreviousSitting, confide
     if not confidence > 0:
         return False
     c = z_reliable * math.hypot(previous.se, se)
-    return bool(abs(abs(theta - previous.theta) - c) <= float(ndtri(0.5 + confidence / 2.0)) * se)
+    return bool(abs(abs(theta - previous.theta) - c) <= interval_z(confidence) * se)
 
 
 def uses_previous(prior: Mapping, previous: PreviousSitting | None) -> bool:
@@ -211,8 +215,10 @@ def prior_report(prior: Mapping, previous: PreviousSitting | None, *, change_pro
             out["note"] = "no previous scored sitting was given: population prior"
         return out
     m, s = previous_component(prior, previous)
-    extra = {} if prior.get("jump_sd") is None else {
-        "jump_sd": float(prior["jump_sd"]), "alternative": {"mean": m, "sd": math.hypot(s, float(prior["jump_sd"]))}}
+    extra = {}
+    if prior.get("jump_sd") is not None:
+        am, asd = alternative_component(prior, previous)
+        extra = {"jump_sd": float(prior["jump_sd"]), "alternative": {"mean": am, "sd": asd}}
     if prior.get("change_confidence"):
         extra["change_confidence"] = float(prior["change_confidence"])
     return {"type": "previous", "population": pop, "previous": previous.to_dict(), **extra,

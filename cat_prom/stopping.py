@@ -128,6 +128,14 @@ RULES = (
 _Z_CACHE: dict = {}
 
 
+def interval_z(confidence: float) -> float:
+    """z of the two-sided ``confidence`` interval, Φ⁻¹(½ + confidence/2) (cached: stop rules ask on every answer)."""
+    z = _Z_CACHE.get(confidence)
+    if z is None:
+        z = _Z_CACHE[confidence] = float(ndtri(0.5 + confidence / 2.0))
+    return z
+
+
 class StopRules:
     """The stop rules of a design on one bank's metric, evaluated for S CATs at once.
 
@@ -152,10 +160,7 @@ class StopRules:
                                           "cat_prom.design.resolve_design(design, acceptable_t) before running it",
                                           field="classification.threshold_t")
             self.threshold = c["threshold"] if "threshold" in c else (c["threshold_t"] - t_mean) / t_sd
-            z = _Z_CACHE.get(c["confidence"])
-            if z is None:
-                z = _Z_CACHE[c["confidence"]] = float(ndtri(0.5 + c["confidence"] / 2.0))
-            self.z = z
+            self.z = interval_z(c["confidence"])
         #: (code, rule) of the rules the design uses, in order
         self.active = tuple((i + 1, rule) for i, rule in enumerate(RULES) if rule.applies(self))
         self._reversed = self.active[::-1]

@@ -59,9 +59,6 @@ def _score(rec, bank):
     return DomainScore.from_result({"status": rec.status, "t_score": rec.t_score, "t_se": rec.t_se}, bank)
 
 
-_READ = object()  # _apply's default: read the newest alert itself
-
-
 class EvaluateMixin:
     def on_finished(self, conn, *, tenant: str, patient: str, session_id: str, battery, now: dt.datetime) -> list:
         """Store the sitting's domain results and run the alert rules; returns the alerts opened.
@@ -133,18 +130,17 @@ class EvaluateMixin:
         rec = evaluate_abandoned(statuses, config=config)
         if rec is None:
             return []
-        a = self._apply(conn, tenant, patient, store.SITTING, session_id, rec, mid=config.mid(""), now=now)
+        a = self._apply(conn, tenant, patient, store.SITTING, session_id, rec, mid=config.mid(""), now=now,
+                        existing=store.latest_alert(conn, tenant, patient, store.SITTING, rec["rule"]))
         return [a] if a is not None else []
 
-    def _apply(self, conn, tenant, patient, bank_id, session_id, rec: dict, *, mid: float, now, existing=_READ):
+    def _apply(self, conn, tenant, patient, bank_id, session_id, rec: dict, *, mid: float, now, existing):
         """Open, update or re-open the alert for (patient, domain, rule) as the engine's
         :func:`~cat_prom.clinical.dedupe.decide` says; a new alert is queued for the webhooks.
-        ``existing``: the newest alert for (patient, domain, rule) if the caller has read it
-        already (None: there is none). Returns the new alert or None."""
+        ``existing``: the newest alert for (patient, domain, rule), None when there is none.
+        Returns the new alert or None."""
         from cat_prom.clinical.dedupe import decide
 
-        if existing is _READ:
-            existing = store.latest_alert(conn, tenant, patient, bank_id, rec["rule"])
         live = None
         if existing is not None:
             live = {"status": existing.status}

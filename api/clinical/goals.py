@@ -66,9 +66,11 @@ class GoalsMixin(Base):
         """The patient's current acceptable T for a bank and where it comes from (``patient`` or
         ``clinic_default``), or (None, None). ``bank_settings``: the tenant's, if already read."""
         rec = store.current_acceptable(conn, tenant, patient, bank_id)
-        if rec is None and bank_settings is None:
+        if rec is not None:
+            return self._acceptable_from(rec, None)
+        if bank_settings is None:
             bank_settings = store.bank_settings(conn, tenant)
-        return self._acceptable_from(rec, None if rec is not None else bank_settings.get(bank_id))
+        return self._acceptable_from(None, bank_settings.get(bank_id))
 
     @staticmethod
     def _acceptable_from(level, bank_setting) -> tuple[float | None, str | None]:

@@ -183,6 +183,14 @@ def patient_domain_results(conn: Connection, tenant: str, patient: str, *, bank_
     return [_rec(DomainResult, r) for r in conn.execute(q.order_by(c.finished_at, c.session_id)).all()]
 
 
+def _ranked(table: sa.Table, where, partition_by, **orders):
+    """``table``'s rows matching ``where``, each with a row number per name in ``orders`` (1 = first in
+    that order within its ``partition_by`` group): the subquery and the table's columns on it."""
+    sub = sa.select(table, *[sa.func.row_number().over(partition_by=partition_by, order_by=order).label(name)
+                             for name, order in orders.items()]).where(*where).subquery()
+    return sub, [sub.c[col.name] for col in table.columns]
+
+
 def last_scored_results(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, DomainResult]:
     """The patient's newest scored result of each of ``bank_ids`` (bank id -> result; banks never scored left out)."""
     return {b: found["previous"] for b, found in previous_and_first(conn, tenant, patient, bank_ids).items()
@@ -198,18 +206,14 @@ def previous_and_first(conn: Connection, tenant: str, patient: str, bank_ids, *,
     c = domain_results.c
     banks = list(dict.fromkeys(bank_ids))
     also = list(dict.fromkeys(also_sessions))
-    ranked = (sa.select(domain_results,
-                        sa.func.row_number().over(partition_by=c.bank_id,
-                                                  order_by=(c.finished_at.desc(), c.session_id.desc())).label("rn_last"),
-                        sa.func.row_number().over(partition_by=c.bank_id,
-                                                  order_by=(c.finished_at, c.session_id)).label("rn_first"))
-              .where(c.tenant == tenant, c.patient_ref == patient, c.status == "scored", c.bank_id.in_(banks),
-                     *([] if exclude_session is None else [c.session_id != exclude_session]))
-              .subquery())
+    where = [c.tenant == tenant, c.patient_ref == patient, c.status == "scored", c.bank_id.in_(banks)]
+    if exclude_session is not None:
+        where.append(c.session_id != exclude_session)
+    ranked, cols = _ranked(domain_results, where, c.bank_id, rn_last=(c.finished_at.desc(), c.session_id.desc()),
+                           rn_first=(c.finished_at, c.session_id))
     keep = sa.or_(ranked.c.rn_last == 1, ranked.c.rn_first == 1)
     if also:
         keep = sa.or_(keep, ranked.c.session_id.in_(also))
-    cols = [ranked.c[col.name] for col in domain_results.columns]
     out: dict[str, dict[str, DomainResult]] = {b: {} for b in banks}
     for r in conn.execute(sa.select(*cols, ranked.c.rn_last, ranked.c.rn_first).where(keep)).all():
         rec = _rec(DomainResult, r)
@@ -273,11 +277,9 @@ def current_acceptable(conn: Connection, tenant: str, patient: str, bank_id: str
 def current_acceptables(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, AcceptableLevel]:
     """bank id -> the patient's newest acceptable level of each of ``bank_ids`` that has one (one query)."""
     c = acceptable_levels.c
-    banks = list(dict.fromkeys(bank_ids))
-    ranked = (sa.select(acceptable_levels, sa.func.row_number().over(partition_by=c.bank_id, order_by=c.id.desc())
-                        .label("rn"))
-              .where(c.tenant == tenant, c.patient_ref == patient, c.bank_id.in_(banks)).subquery())
-    cols = [ranked.c[col.name] for col in acceptable_levels.columns]
+    ranked, cols = _ranked(acceptable_levels, [c.tenant == tenant, c.patient_ref == patient,
+                                               c.bank_id.in_(list(dict.fromkeys(bank_ids)))],
+                           c.bank_id, rn=c.id.desc())
     return {r.bank_id: _rec(AcceptableLevel, r) for r in conn.execute(sa.select(*cols).where(ranked.c.rn == 1)).all()}
 
 
@@ -401,11 +403,9 @@ def latest_alert(conn: Connection, tenant: str, patient: str, bank_id: str, rule
 def latest_alerts(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[tuple[str, str], Alert]:
     """(bank id, rule) -> the patient's newest alert for it, for each of ``bank_ids`` (one query)."""
     c = alerts.c
-    ranked = (sa.select(alerts, sa.func.row_number().over(partition_by=(c.bank_id, c.rule),
-                                                          order_by=(c.opened_at.desc(), c.id.desc())).label("rn"))
-              .where(c.tenant == tenant, c.patient_ref == patient, c.bank_id.in_(list(dict.fromkeys(bank_ids))))
-              .subquery())
-    cols = [ranked.c[col.name] for col in alerts.columns]
+    ranked, cols = _ranked(alerts, [c.tenant == tenant, c.patient_ref == patient,
+                                    c.bank_id.in_(list(dict.fromkeys(bank_ids)))],
+                           (c.bank_id, c.rule), rn=(c.opened_at.desc(), c.id.desc()))
     return {(r.bank_id, r.rule): _rec(Alert, r) for r in conn.execute(sa.select(*cols).where(ranked.c.rn == 1)).all()}
 
 
