@@ -23,8 +23,8 @@ def add_subcommands(subparsers) -> None:
     """Add ``serve``, ``keys`` and ``worker`` to an argparse ``subparsers`` object; each sets ``func``."""
     p = subparsers.add_parser("serve", help=COMMANDS["serve"],
                               description="Run the cat-prom HTTP API: uvicorn worker processes, each running the Flask "
-                                          "app on a few threads once a request has fully arrived (Flask's debug "
-                                          "server with --debug). On first start with no API keys, creates an admin "
+                                          "app on its event loop once a request has fully arrived, or on --threads "
+                                          "threads (Flask's debug server with --debug). On first start with no API keys, creates an admin "
                                           "and a patient-app key for tenant 'default' and prints them once.")
     p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"),
                    help="address to listen on (default: $CAT_PROM_HOST, else 127.0.0.1: this machine only; "
@@ -33,8 +33,9 @@ def add_subcommands(subparsers) -> None:
                    help="TCP port to listen on (default: $CAT_PROM_PORT, else 8000)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes (default: one per CPU)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("CAT_PROM_THREADS", "2")), metavar="N",
-                   help="threads per worker running the app (default 2)")
+    p.add_argument("--threads", type=_threads, default=os.environ.get("CAT_PROM_THREADS", "0"), metavar="N",
+                   help="threads per worker running the app; 0 (default: $CAT_PROM_THREADS, else 0): the app runs "
+                        "on the worker's event loop, one request at a time, once the request has fully arrived")
     p.add_argument("--keepalive", type=int, default=int(os.environ.get("CAT_PROM_KEEPALIVE", "30")), metavar="SECONDS",
                    help="seconds an idle keep-alive connection is kept open (default 30)")
     p.add_argument("--forwarded-allow-ips", default=os.environ.get("CAT_PROM_FORWARDED_ALLOW_IPS") or None,
@@ -214,16 +215,28 @@ def run_worker(args) -> int:
     return 0
 
 
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--threads (or CAT_PROM_THREADS) must be a whole number >= 0, not {text!r}")
+    return n
+
+
 # ----------------------------------------------------------------------- serve
 def default_workers(database_url: str | None = None) -> int:
-    """One worker process per CPU (each with ``--threads`` threads, default 2).
+    """One worker process per CPU, each running the app on its event loop (``--threads 0``).
 
     Each worker keeps the sittings it serves in memory. Clients that keep their connection
     alive (apps' HTTP clients do) stay on one worker, so
     their session is found in that worker's cache; a request on a new connection may land on
     another worker, which then rebuilds the session by replaying its log (≈ 0.3 ms for a
-    4-domain sitting). Two threads per worker overlap one request's database wait (PostgreSQL
-    round trips and commit flush, SQLite's write lock) with another's CPU work.
+    4-domain sitting). Running the app on the event loop, one request at a time, costs less CPU
+    per request than handing each request to a thread and back, and no request waits for the GIL
+    behind another one of the same process; a pool of ``--threads`` would overlap one request's
+    database wait with another's CPU work, which measured slower here on both databases.
     benchmarks/results/api_load.md has the measurements behind these defaults."""
     return max(1, os.cpu_count() or 1)
 
@@ -259,7 +272,7 @@ def run_serve(args) -> int:
     os.environ["CAT_PROM_AUTO_MIGRATE"] = "0"  # done above; workers skip it and boot faster
     print(f"cat-prom: serving on http://{args.host}:{args.port} with {workers} worker{'s' if workers != 1 else ''} "
           f"(API reference: http://{args.host}:{args.port}/v1/docs)", flush=True)
-    serving.run(host=args.host, port=args.port, workers=workers, threads=max(1, args.threads),
+    serving.run(host=args.host, port=args.port, workers=workers, threads=args.threads,
                 keepalive_s=args.keepalive, forwarded_allow_ips=args.forwarded_allow_ips,
                 log_level=str(settings["CAT_PROM_LOG_LEVEL"]).lower())
     return 0

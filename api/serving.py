@@ -5,9 +5,15 @@ Why this shape (docs/reliability.md has the measurements):
 * **Event-driven I/O.** uvicorn reads requests on an asyncio event loop (uvloop's where it is
   installed, as ``pyproject.toml`` does outside Windows: ~25 % less CPU per answer here), so a client that sends
   its request slowly, or opens a connection and sends nothing, holds a few kilobytes of memory,
-  not a thread. The Flask app still runs on a small pool of threads per worker process, and only
-  once the whole request, head and body, has arrived (:class:`WSGIBridge`): a slow body cannot
-  hold a WSGI thread either, nor can a slow reader of the response.
+  not a thread. The Flask app runs only once the whole request, head and body, has arrived
+  (:class:`WSGIBridge`), and its reply is written by the event loop: neither a slow body nor a
+  slow reader of the response can hold the app.
+* **The app on the event loop.** By default (``--threads 0``) each worker runs the app on its
+  event loop, one request at a time: no hand-off to a thread and back for every request (≈ 0.12 ms
+  of CPU per request here), and no request of a worker waits for the GIL behind another one.
+  Between two requests the loop serves every connection's I/O. ``--threads N`` runs the app on a
+  pool of N threads per worker instead, which overlaps one request's database wait with another's
+  CPU work; it measured slower on both databases here (benchmarks/results/api_load.md).
 * **Limits before the app.** :class:`WSGIBridge` counts body bytes as they arrive, chunked or
   not, and answers ``413`` past ``CAT_PROM_MAX_BODY_BYTES`` without buffering more;
   :class:`Protocol` answers ``414`` for a request target over :data:`MAX_TARGET_BYTES`, ``431``
@@ -20,7 +26,7 @@ Why this shape (docs/reliability.md has the measurements):
   (:class:`ScrubFilter`), and its protocol warnings quote nothing from the request.
 * **No banner**: no ``Server`` header.
 * **Processes.** ``--workers N`` processes share the listening socket (uvicorn's supervisor
-  restarts a worker that dies); each runs ``--threads`` WSGI threads.
+  restarts a worker that dies).
 
 Python packages and wheels from PyPI (uvicorn, httptools, uvloop, a2wsgi): ``make run`` needs no proxy.
 The WSGI app must not stream its responses (none of this API's do): they are collected whole.
@@ -171,8 +177,9 @@ def _no_delay(transport) -> None:
 
 class WSGIBridge:
     """The ASGI app each worker serves: receive the whole request body (within the size limit and
-    the timeout), then run the WSGI app on a thread of a small pool with that body, collect its
-    whole response there, and send it back in one piece.
+    the timeout), then run the WSGI app with that body (on the event loop when ``threads`` is 0,
+    else on a thread of a pool of ``threads``), collect its whole response, and send it back in
+    one piece.
 
     The WSGI app therefore never waits for a client, neither for a body still arriving nor for a
     slow reader of the response. The environ is built by a2wsgi's ``build_environ`` (PEP 3333:
@@ -185,7 +192,7 @@ class WSGIBridge:
     def __init__(self, app, *, threads: int, max_body_bytes: int, timeout_s: float,
                  fhir_max_body_bytes: int | None = None):
         self.app = app
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi") if threads > 0 else None
         self.max_body_bytes = max_body_bytes
         #: /fhir takes larger bodies (a QuestionnaireResponse carries its whole sitting)
         self.fhir_max_body_bytes = max_body_bytes if fhir_max_body_bytes is None else fhir_max_body_bytes
@@ -214,9 +221,12 @@ class WSGIBridge:
             headers.append((b"content-length", str(len(body)).encode()))
         environ = build_environ(dict(scope, headers=headers), io.BytesIO(body))
         environ["wsgi.errors"] = sys.stderr
-        loop = asyncio.get_running_loop()
         try:
-            status, response_headers, payload = await loop.run_in_executor(self.executor, self._run, environ)
+            if self.executor is None:
+                status, response_headers, payload = self._run(environ)
+            else:
+                status, response_headers, payload = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self._run, environ)
         except Exception as e:  # noqa: BLE001 - Flask answers its own errors; this is a bug in the bridge
             # uvicorn would answer a text/plain 500 and log the exception with its message
             log.error("WSGI app failed without a response: %s", type(e).__name__, exc_info=scrubbed_exc_info(e))
@@ -328,7 +338,7 @@ def asgi_app():
 
     app = create_app()
     _freeze_heap()
-    threads = max(1, int(os.environ.get("CAT_PROM_THREADS") or 2))
+    threads = int(os.environ.get("CAT_PROM_THREADS") or 0)
     return WSGIBridge(app, threads=threads, max_body_bytes=app.config["CAT_PROM_MAX_BODY_BYTES"],
                       fhir_max_body_bytes=app.config["CAT_PROM_FHIR_MAX_BODY_BYTES"],
                       timeout_s=app.config["CAT_PROM_REQUEST_TIMEOUT"])

@@ -287,7 +287,7 @@ def start_server(db_url, schema, banks_dir, workers, log_path, threads=None, rep
     cmd = serve_command(repo) + ["--port", str(port), "--no-bootstrap-keys"]
     if workers:
         cmd += ["--workers", str(workers)]
-    if threads:
+    if threads is not None:
         cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, cwd=str(repo or REPO), env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=_server_priority)
@@ -390,7 +390,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=3.0,
                     help="seconds before measuring starts (covers the burst of first session creations)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: cat-prom serve's)")
-    ap.add_argument("--threads", type=int, default=None, help="threads per worker (default: cat-prom serve's)")
+    ap.add_argument("--threads", type=int, default=None, help="app threads per worker; 0: the app on each worker's event loop (default: cat-prom serve's, "
+                         "which is 0 here; a --compare-with checkout keeps its own)")
     ap.add_argument("--compare-with", metavar="DIR",
                     help="also measure `cat-prom serve` of this other checkout (with its own .venv): before/after")
     ap.add_argument("--banks", default=",".join(FOUR_DOMAINS),
@@ -416,8 +417,8 @@ def main(argv=None):
                 f"load average before start {os.getloadavg()[0]:.2f}")
     print(env_line, file=sys.stderr)
 
-    threads = args.threads or int(os.environ.get("CAT_PROM_THREADS", "2"))  # cat-prom serve's default: 2
-    threads_label = f"{threads}t"
+    threads = args.threads if args.threads is not None else int(os.environ.get("CAT_PROM_THREADS", "0"))
+    threads_label = f"{threads}t" if threads else "loop"  # serve's default, 0: the app on each worker's event loop
 
     def one(host, port, key, db_label, workers_label, cmd, pgid=None, server="this checkout"):
         for mode in modes:
@@ -434,7 +435,8 @@ def main(argv=None):
             s["connections"] = counts["connects"]
             s["connection"] = args.connection
             s.update(db=db_label, mode=mode, patients=args.patients, server=server,
-                     workers=f"{workers_label}x{threads_label}", 
+                     workers=f"{workers_label}x"
+                             f"{threads_label if server == 'this checkout' or args.threads is not None else 'its default'}",
                      offered=f"{args.rate:g}/s" if mode == "paced" else "max", command=cmd,
                      load_after=os.getloadavg()[0])
             rows.append(s)

@@ -24,9 +24,7 @@ MARKER = "pt-MARKER-5521"  # a patient reference that must never reach a log
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, banks_dir):
-    tmp = tmp_path_factory.mktemp("front")
+def _start(tmp, banks_dir, threads: int) -> Server:
     url = f"sqlite:///{tmp / 'front.sqlite'}"
     db = SessionStore(url)
     db.migrate()
@@ -34,12 +32,27 @@ def server(tmp_path_factory, banks_dir):
     clin = keys_mod.create_key(db, role="clinician", name="t")["key"]
     db.dispose()
     log = tmp / "server.log"
-    # 2 workers x 2 threads: the configuration four slow clients used to starve (issue 10)
-    srv = Server(db_url=url, banks_dir=banks_dir, workers=2, threads=2, log_path=log,
+    srv = Server(db_url=url, banks_dir=banks_dir, workers=2, threads=threads, log_path=log,
                  extra_env={"CAT_PROM_LOG_LEVEL": "DEBUG"}).wait_ready()
     srv.h = {"Authorization": "Bearer " + key}
     srv.clin = {"Authorization": "Bearer " + clin}
     srv.log = log
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, banks_dir):
+    """2 workers as `cat-prom serve` runs them by default: the app on each worker's event loop."""
+    srv = _start(tmp_path_factory.mktemp("front"), banks_dir, threads=0)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def threaded_server(tmp_path_factory, banks_dir):
+    """2 workers x 2 app threads (``--threads 2``): the configuration four slow clients used to starve
+    under gunicorn (issue 10)."""
+    srv = _start(tmp_path_factory.mktemp("front-threads"), banks_dir, threads=2)
     yield srv
     srv.stop()
 
@@ -144,11 +157,13 @@ class SlowClients:
             s.close()
 
 
-@pytest.mark.parametrize("n_slow", [4, 200])
-def test_slow_clients_do_not_starve_the_service(server, n_slow):
+@pytest.mark.parametrize("n_slow, threads", [(4, 0), (200, 0), (4, 2), (200, 2)])
+def test_slow_clients_do_not_starve_the_service(request_fixture, n_slow, threads):
     """Issue 10: four connections sending one header line every 2 s left /healthz unanswered (gunicorn,
-    2 workers x 2 threads, all held). With the event-driven front end a slow connection holds no
-    thread: /healthz, a new session and an answer all succeed while they trickle."""
+    2 workers x 2 threads, all held). With the event-driven front end a slow connection holds
+    neither the app nor a thread, whether the app runs on the event loop (the default) or on
+    threads: /healthz, a new session and an answer all succeed while they trickle."""
+    server = request_fixture("server" if threads == 0 else "threaded_server")
     with SlowClients(server.base, n_slow):
         lat = []
         for i in range(5):
@@ -162,7 +177,8 @@ def test_slow_clients_do_not_starve_the_service(server, n_slow):
                                  server.h, timeout=10)
             assert status == 200, nv
             lat.append((time.perf_counter() - t0) * 1000)
-        print(f"\n{n_slow} slow connections open: healthz + create + answer took {max(lat):.1f} ms at most")
+        print(f"\n{n_slow} slow connections open ({threads} app threads): healthz + create + answer took "
+              f"{max(lat):.1f} ms at most")
 
 
 def test_an_idle_or_slow_head_is_closed_with_408(tmp_path, banks_dir):
@@ -340,7 +356,13 @@ def test_accepted_connections_get_tcp_nodelay():
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
-def test_a_failing_wsgi_app_still_gets_problem_json():
+@pytest.fixture
+def request_fixture(request):
+    return request.getfixturevalue
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_a_failing_wsgi_app_still_gets_problem_json(threads):
     """Flask answers its own errors; if the bridge itself failed, uvicorn would send a text/plain 500
     and log the exception's message. WSGIBridge answers problem+json and logs the type only."""
     import asyncio
@@ -351,7 +373,7 @@ def test_a_failing_wsgi_app_still_gets_problem_json():
     def broken(environ, start_response):
         raise ValueError(f"secret {MARKER}")
 
-    bridge = WSGIBridge(broken, threads=1, max_body_bytes=100, timeout_s=5)
+    bridge = WSGIBridge(broken, threads=threads, max_body_bytes=100, timeout_s=5)
     scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": "/x", "root_path": "",
              "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     sent = []
@@ -375,12 +397,13 @@ def test_a_failing_wsgi_app_still_gets_problem_json():
     assert records and "ValueError" in records[0] and MARKER not in "".join(records)
 
 
-def test_a_client_gone_before_its_body_arrived_runs_nothing():
+@pytest.mark.parametrize("threads", [0, 1])
+def test_a_client_gone_before_its_body_arrived_runs_nothing(threads):
     import asyncio
 
     from api.serving import WSGIBridge
     called = []
-    bridge = WSGIBridge(lambda environ, start_response: called.append(1) or [], threads=1,
+    bridge = WSGIBridge(lambda environ, start_response: called.append(1) or [], threads=threads,
                         max_body_bytes=100, timeout_s=5)
     scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/v1/sessions", "root_path": "",
              "query_string": b"", "headers": [(b"content-length", b"50")], "client": ("127.0.0.1", 1),
@@ -396,3 +419,42 @@ def test_a_client_gone_before_its_body_arrived_runs_nothing():
 
     asyncio.run(bridge(scope, receive, send))
     assert called == [] and sent == []
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_the_app_runs_on_the_event_loop_by_default_or_on_a_thread_pool(threads):
+    """``--threads 0`` (serve's default): the WSGI app runs on the worker's event-loop thread; ``N``:
+    on a pool thread. Either way it gets the whole body and its whole reply goes back in one piece."""
+    import asyncio
+
+    from api.serving import WSGIBridge
+    ran_on = []
+
+    def app(environ, start_response):
+        ran_on.append(threading.get_ident())
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"got": ', body, b"}"]
+
+    bridge = WSGIBridge(app, threads=threads, max_body_bytes=100, timeout_s=5)
+    assert (bridge.executor is None) == (threads == 0)
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/x", "root_path": "",
+             "query_string": b"", "headers": [(b"content-length", b"2")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": b"4", "more_body": True},
+                {"type": "http.request", "body": b"2", "more_body": False}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(m):
+        sent.append(m)
+
+    async def main():
+        await bridge(scope, receive, send)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"]) == {"got": 42}
+    assert (ran_on == [loop_thread]) == (threads == 0)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from apihelpers import make_app
 
 
@@ -132,3 +134,23 @@ def test_serve_help_describes_host_and_port():
     add_subcommands(sub)
     text = sub.choices["serve"].format_help()
     assert "CAT_PROM_HOST" in text and "127.0.0.1" in text and "CAT_PROM_PORT" in text and "8000" in text
+
+
+def test_serve_threads_default_to_the_event_loop_and_reject_negatives(monkeypatch, capsys):
+    import argparse
+
+    from api.cli import add_subcommands
+
+    def parse(*argv):
+        sub = argparse.ArgumentParser(prog="cat-prom").add_subparsers()
+        add_subcommands(sub)
+        return sub.choices["serve"].parse_args(list(argv))
+
+    monkeypatch.delenv("CAT_PROM_THREADS", raising=False)
+    assert parse().threads == 0 and parse("--threads", "3").threads == 3
+    monkeypatch.setenv("CAT_PROM_THREADS", "2")
+    assert parse().threads == 2
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit) as e:
+            parse("--threads", bad)
+        assert e.value.code == 2 and "must be a whole number >= 0" in capsys.readouterr().err

@@ -21,7 +21,7 @@ def sqlite_server_env(tmp_path, banks_dir):
     return url, {"Authorization": "Bearer " + key}, tmp_path
 
 
-@pytest.mark.parametrize("threads", [1, 2])  # sync workers; gthread workers (serve's default)
+@pytest.mark.parametrize("threads", [0, 1, 2])  # the app on the event loop (serve's default); 1 and 2 threads
 def test_kill9_loses_no_acknowledged_answer(sqlite_server_env, banks_dir, threads):
     url, h, tmp = sqlite_server_env
     srv = Server(db_url=url, banks_dir=banks_dir, workers=2, threads=threads, log_path=tmp / "a.log").wait_ready()
@@ -58,7 +58,7 @@ def test_kill9_loses_no_acknowledged_answer(sqlite_server_env, banks_dir, thread
         srv2.stop()
 
 
-@pytest.mark.parametrize("workers, threads", [(3, 1), (1, 4), (2, 2)])
+@pytest.mark.parametrize("workers, threads", [(3, 1), (1, 4), (2, 2), (2, 0)])
 def test_many_patients_on_several_workers(sqlite_server_env, banks_dir, workers, threads):
     """Sessions move between the workers (or threads) of one server (no sticky routing) and all finish."""
     import concurrent.futures as cf
