@@ -21,12 +21,15 @@ OPEN, ACKNOWLEDGED = "open", "acknowledged"
 SITTING = "*"  # bank id of sitting-level alerts (abandoned sittings)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _rec(cls, row):
-    d = dict(row._mapping)
-    for k, v in d.items():
-        if isinstance(v, dt.datetime):
-            d[k] = as_utc(v)
-    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    d = row._mapping
+    return cls(**{k: as_utc(v) if isinstance(v, dt.datetime) else v for k in names if k in d for v in (d[k],)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,10 +188,32 @@ def patient_domain_results(conn: Connection, tenant: str, patient: str, *, bank_
 
 def _ranked(table: sa.Table, where, partition_by, **orders):
     """``table``'s rows matching ``where``, each with a row number per name in ``orders`` (1 = first in
-    that order within its ``partition_by`` group): the subquery and the table's columns on it."""
+    that order within its ``partition_by`` group): the subquery and the table's columns on it.
+    Built once per statement shape at import, with bind parameters (``_bp``) for the values, so a
+    finishing sitting neither rebuilds nor re-keys them."""
     sub = sa.select(table, *[sa.func.row_number().over(partition_by=partition_by, order_by=order).label(name)
                              for name, order in orders.items()]).where(*where).subquery()
     return sub, [sub.c[col.name] for col in table.columns]
+
+
+_bp = sa.bindparam
+
+
+def _previous_and_first_stmt(exclude: bool, also: bool) -> sa.Select:
+    c = domain_results.c
+    where = [c.tenant == _bp("tenant"), c.patient_ref == _bp("patient"), c.status == "scored",
+             c.bank_id.in_(_bp("banks", expanding=True))]
+    if exclude:
+        where.append(c.session_id != _bp("exclude"))
+    ranked, cols = _ranked(domain_results, where, c.bank_id, rn_last=(c.finished_at.desc(), c.session_id.desc()),
+                           rn_first=(c.finished_at, c.session_id))
+    keep = sa.or_(ranked.c.rn_last == 1, ranked.c.rn_first == 1)
+    if also:
+        keep = sa.or_(keep, ranked.c.session_id.in_(_bp("also", expanding=True)))
+    return sa.select(*cols, ranked.c.rn_last, ranked.c.rn_first).where(keep)
+
+
+_PREVIOUS_AND_FIRST = {(e, a): _previous_and_first_stmt(e, a) for e in (False, True) for a in (False, True)}
 
 
 def last_scored_results(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, DomainResult]:
@@ -203,19 +228,12 @@ def previous_and_first(conn: Connection, tenant: str, patient: str, bank_ids, *,
     result outside sitting ``exclude_session``, and the results of ``also_sessions`` (by session id:
     the marked baselines), in ONE query however long the patient's history: what a finishing
     sitting's rules compare with. bank id -> {"previous"|"first"|<session id>: result}."""
-    c = domain_results.c
     banks = list(dict.fromkeys(bank_ids))
     also = list(dict.fromkeys(also_sessions))
-    where = [c.tenant == tenant, c.patient_ref == patient, c.status == "scored", c.bank_id.in_(banks)]
-    if exclude_session is not None:
-        where.append(c.session_id != exclude_session)
-    ranked, cols = _ranked(domain_results, where, c.bank_id, rn_last=(c.finished_at.desc(), c.session_id.desc()),
-                           rn_first=(c.finished_at, c.session_id))
-    keep = sa.or_(ranked.c.rn_last == 1, ranked.c.rn_first == 1)
-    if also:
-        keep = sa.or_(keep, ranked.c.session_id.in_(also))
+    stmt = _PREVIOUS_AND_FIRST[exclude_session is not None, bool(also)]
+    params = {"tenant": tenant, "patient": patient, "banks": banks, "exclude": exclude_session, "also": also}
     out: dict[str, dict[str, DomainResult]] = {b: {} for b in banks}
-    for r in conn.execute(sa.select(*cols, ranked.c.rn_last, ranked.c.rn_first).where(keep)).all():
+    for r in conn.execute(stmt, params).all():
         rec = _rec(DomainResult, r)
         slot = out[rec.bank_id]
         if r.rn_last == 1:
@@ -276,11 +294,19 @@ def current_acceptable(conn: Connection, tenant: str, patient: str, bank_id: str
 
 def current_acceptables(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, AcceptableLevel]:
     """bank id -> the patient's newest acceptable level of each of ``bank_ids`` that has one (one query)."""
+    params = {"tenant": tenant, "patient": patient, "banks": list(dict.fromkeys(bank_ids))}
+    return {r.bank_id: _rec(AcceptableLevel, r) for r in conn.execute(_CURRENT_ACCEPTABLES, params).all()}
+
+
+def _current_acceptables_stmt() -> sa.Select:
     c = acceptable_levels.c
-    ranked, cols = _ranked(acceptable_levels, [c.tenant == tenant, c.patient_ref == patient,
-                                               c.bank_id.in_(list(dict.fromkeys(bank_ids)))],
+    ranked, cols = _ranked(acceptable_levels, [c.tenant == _bp("tenant"), c.patient_ref == _bp("patient"),
+                                               c.bank_id.in_(_bp("banks", expanding=True))],
                            c.bank_id, rn=c.id.desc())
-    return {r.bank_id: _rec(AcceptableLevel, r) for r in conn.execute(sa.select(*cols).where(ranked.c.rn == 1)).all()}
+    return sa.select(*cols).where(ranked.c.rn == 1)
+
+
+_CURRENT_ACCEPTABLES = _current_acceptables_stmt()
 
 
 # ----------------------------------------------------------------------------------- settings
@@ -402,11 +428,19 @@ def latest_alert(conn: Connection, tenant: str, patient: str, bank_id: str, rule
 
 def latest_alerts(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[tuple[str, str], Alert]:
     """(bank id, rule) -> the patient's newest alert for it, for each of ``bank_ids`` (one query)."""
+    params = {"tenant": tenant, "patient": patient, "banks": list(dict.fromkeys(bank_ids))}
+    return {(r.bank_id, r.rule): _rec(Alert, r) for r in conn.execute(_LATEST_ALERTS, params).all()}
+
+
+def _latest_alerts_stmt() -> sa.Select:
     c = alerts.c
-    ranked, cols = _ranked(alerts, [c.tenant == tenant, c.patient_ref == patient,
-                                    c.bank_id.in_(list(dict.fromkeys(bank_ids)))],
+    ranked, cols = _ranked(alerts, [c.tenant == _bp("tenant"), c.patient_ref == _bp("patient"),
+                                    c.bank_id.in_(_bp("banks", expanding=True))],
                            (c.bank_id, c.rule), rn=(c.opened_at.desc(), c.id.desc()))
-    return {(r.bank_id, r.rule): _rec(Alert, r) for r in conn.execute(sa.select(*cols).where(ranked.c.rn == 1)).all()}
+    return sa.select(*cols).where(ranked.c.rn == 1)
+
+
+_LATEST_ALERTS = _latest_alerts_stmt()
 
 
 def insert_alert(conn: Connection, **values) -> Alert:

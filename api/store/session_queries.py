@@ -152,7 +152,7 @@ class SessionQueries:
 
         PostgreSQL: one statement (the INSERT selects from the UPDATE's RETURNING), atomic on its
         own, in autocommit: one round trip; with ``then``, that statement and ``then``'s in one
-        transaction. SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, ``then``,
+        transaction (the audit row still inside the first). SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, ``then``,
         COMMIT.
 
         ``audit``: the audit rows of the request (:mod:`api.audit`), written in the same
@@ -170,8 +170,11 @@ class SessionQueries:
                 return conn.execute(_ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}).first() is not None
         with self.write() as conn:
             if self.is_postgres:
-                if conn.execute(_ADVANCE_PG, params).first() is None:
+                stmt, p = ((_ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}) if one_audit_row
+                           else (_ADVANCE_PG, params))
+                if conn.execute(stmt, p).first() is None:
                     return False
+                audit = None if one_audit_row else audit  # written by the statement
             else:
                 if conn.execute(_UPD_SESSION, params).rowcount != 1:
                     return False

@@ -178,3 +178,23 @@ def test_personal_goal_forms_use_the_api_rules(seeded):
     assert c.post(f"/clinic/patients/p-1/personal-goals/{new['id']}/ratings", data={"level": "1"}).status_code == 400
     page = c.get("/v1/patients/p-1/report?done=gas-rated", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "Rating saved." in page and "Sleep through" in page
+
+
+def test_form_cookie_sessions_open_what_flasks_own_interface_opens(app):
+    """api.pages.FormCookieSessions skips building the signing serializer when a request has no
+    cookie; with or without a (valid, tampered) form cookie it opens the same session as Flask's."""
+    from flask import request
+    from flask.sessions import SecureCookieSessionInterface
+
+    from api.pages import FormCookieSessions
+    assert isinstance(app.session_interface, FormCookieSessions)
+    flasks = SecureCookieSessionInterface()
+    good = flasks.get_signing_serializer(app).dumps({"csrf_token": "abc"})
+    for headers in ({}, {"Cookie": f"cp_form={good}"}, {"Cookie": f"cp_form={good[:-2]}xx"},
+                    {"Cookie": "other=1"}):
+        with app.test_request_context("/v1/banks", headers=headers):
+            ours, theirs = app.session_interface.open_session(app, request), flasks.open_session(app, request)
+            assert type(ours) is type(theirs) and dict(ours) == dict(theirs)
+            assert not ours.modified and not ours.new
+    with app.test_request_context("/v1/banks", headers={"Cookie": f"cp_form={good}"}):
+        assert dict(app.session_interface.open_session(app, request)) == {"csrf_token": "abc"}
