@@ -160,7 +160,10 @@ def lock_patient(conn: Connection, is_postgres: bool, tenant: str, patient: str)
     time; PostgreSQL takes a transaction-scoped advisory lock on a hash of (tenant, patient)."""
     if is_postgres:
         key = zlib.crc32(f"{tenant}\x00{patient}".encode()) - 2**31
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 0x636C696E, "b": key})
+        conn.execute(_LOCK_PATIENT, {"a": 0x636C696E, "b": key})
+
+
+_LOCK_PATIENT = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
 
 
 # --------------------------------------------------------------------------- domain results
@@ -310,10 +313,12 @@ _CURRENT_ACCEPTABLES = _current_acceptables_stmt()
 
 
 # ----------------------------------------------------------------------------------- settings
+_BANK_SETTINGS = sa.select(tenant_bank_settings).where(tenant_bank_settings.c.tenant == _bp("tenant"))
+_ALERT_SETTINGS = sa.select(alert_rule_settings).where(alert_rule_settings.c.tenant == _bp("tenant"))
+
+
 def bank_settings(conn: Connection, tenant: str) -> dict[str, BankSettings]:
-    c = tenant_bank_settings.c
-    return {r.bank_id: _rec(BankSettings, r)
-            for r in conn.execute(sa.select(tenant_bank_settings).where(c.tenant == tenant)).all()}
+    return {r.bank_id: _rec(BankSettings, r) for r in conn.execute(_BANK_SETTINGS, {"tenant": tenant}).all()}
 
 
 def put_bank_settings(conn: Connection, tenant: str, bank_id: str, *, default_acceptable_t: float | None,
@@ -328,7 +333,7 @@ def put_bank_settings(conn: Connection, tenant: str, bank_id: str, *, default_ac
 
 
 def alert_settings(conn: Connection, tenant: str, defaults: dict) -> AlertSettings:
-    r = conn.execute(sa.select(alert_rule_settings).where(alert_rule_settings.c.tenant == tenant)).first()
+    r = conn.execute(_ALERT_SETTINGS, {"tenant": tenant}).first()
     if r is None:
         return AlertSettings(tenant=tenant, updated_by=None, updated_at=None, **defaults)
     return AlertSettings(tenant, json.loads(r.enabled_rules), r.certainty, r.abandoned_n, r.gas_rho, r.updated_by,
@@ -352,12 +357,14 @@ def add_baseline(conn: Connection, **values) -> Baseline:
 
 def current_baselines(conn: Connection, tenant: str, patient: str) -> dict[str, Baseline]:
     """bank id -> the newest baseline marked for the patient."""
-    c = baselines.c
     out: dict[str, Baseline] = {}
-    for r in conn.execute(sa.select(baselines).where(c.tenant == tenant, c.patient_ref == patient)
-                          .order_by(c.id)).all():
+    for r in conn.execute(_BASELINES, {"tenant": tenant, "patient": patient}).all():
         out[r.bank_id] = _rec(Baseline, r)
     return out
+
+
+_BASELINES = (sa.select(baselines).where(baselines.c.tenant == _bp("tenant"), baselines.c.patient_ref == _bp("patient"))
+              .order_by(baselines.c.id))
 
 
 # ---------------------------------------------------------------------------- personal goals

@@ -166,11 +166,14 @@ def endpoint_deliveries(conn: Connection, tenant: str, eid: str, limit: int) -> 
 
 
 # ------------------------------------------------------------ the finishing transaction
+_ACTIVE_ENDPOINTS = sa.select(webhook_endpoints.c.id).where(webhook_endpoints.c.tenant == sa.bindparam("tenant"),
+                                                            webhook_endpoints.c.active.is_(True))
+
+
 def enqueue(conn: Connection, *, tenant: str, alert_id: str, event: str, payload: str, now: dt.datetime) -> int:
     """One outbox row per active endpoint of ``tenant``; call inside the transaction that stores the
     alert. Returns the number of rows written."""
-    eps = conn.execute(sa.select(webhook_endpoints.c.id).where(webhook_endpoints.c.tenant == tenant,
-                                                               webhook_endpoints.c.active.is_(True))).scalars().all()
+    eps = conn.execute(_ACTIVE_ENDPOINTS, {"tenant": tenant}).scalars().all()
     if eps:
         conn.execute(outbox.insert(), [
             {"tenant": tenant, "endpoint_id": e, "alert_id": alert_id, "event": event, "payload": payload,
