@@ -90,13 +90,13 @@ class EvaluateMixin:
             return []
         bank_ids = [s.bank.id for s, _ in scored]
         # Everything the rules compare with, for all domains at once: a few queries per sitting,
-        # however many domains and however long the patient's history.
+        # however many domains and however long the patient's history; the newest alerts only when
+        # a rule fired (nothing is written before, so reading them later sees the same rows).
         baselines = store.current_baselines(conn, tenant, patient)
         earlier = store.previous_and_first(conn, tenant, patient, bank_ids, exclude_session=session_id,
                                            also_sessions=[baselines[b].session_id for b in bank_ids if b in baselines])
         levels = store.current_acceptables(conn, tenant, patient, bank_ids)
-        latest = store.latest_alerts(conn, tenant, patient, bank_ids)
-        opened = []
+        fired = []  # (bank, record) of every rule that fired, in domain order
         for s, current in scored:
             bank = s.bank
             found = earlier[bank.id]
@@ -108,11 +108,16 @@ class EvaluateMixin:
             records = evaluate_domain(current, config=config, acceptable_t=acceptable_t,
                                       previous=None if previous is None else _score(previous, bank),
                                       baseline=None if baseline is None else _score(baseline, bank))
-            for rec in records:
-                a = self._apply(conn, tenant, patient, bank.id, session_id, rec, mid=config.mid(bank.id), now=now,
-                                existing=latest.get((bank.id, rec["rule"])))
-                if a is not None:
-                    opened.append(a)
+            fired += [(bank, rec) for rec in records]
+        if not fired:
+            return []  # nothing to open or update: the patient's alerts need not be read
+        latest = store.latest_alerts(conn, tenant, patient, list(dict.fromkeys(bank.id for bank, _ in fired)))
+        opened = []
+        for bank, rec in fired:
+            a = self._apply(conn, tenant, patient, bank.id, session_id, rec, mid=config.mid(bank.id), now=now,
+                            existing=latest.get((bank.id, rec["rule"])))
+            if a is not None:
+                opened.append(a)
         return opened
 
     def on_abandoned(self, conn, *, tenant: str, patient: str, session_id: str, recent, now: dt.datetime) -> list:

@@ -204,3 +204,32 @@ def test_an_answers_audit_row_commits_with_the_answer_or_not_at_all(db, request)
     assert again.status_code == 409
     answered = [x for x in _rows(app) if x.route.endswith("/responses")]
     assert [(x.patient_ref, x.status) for x in answered] == [("p-tx", 200), (None, 409)]
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_new_sittings_audit_row_commits_with_it_or_not_at_all(db, request):
+    """Starting a sitting writes its audit row with the sitting (on PostgreSQL in one statement): a
+    sitting that cannot be stored (here: its id exists) leaves no audit row either."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from api.store.records import SessionRecord
+    app = request.getfixturevalue("app" if db == "sqlite" else "pg_app")
+    store = app.extensions["cat_prom"].store
+    now = dt.datetime.now(dt.timezone.utc)
+    rec = SessionRecord(id="s-audit-tx", tenant="default", patient_ref="p-new", status="in_progress",
+                        battery_id=None, bank_ids=["pain-intensity"], version=0, n_responses=0, created_at=now,
+                        updated_at=now, expires_at=now + dt.timedelta(days=1), finished_at=None, result=None)
+
+    def row(rid):
+        return {"at": now, "tenant": "default", "key_id": "k", "role": "patient-app", "web_session_id": None,
+                "link_id": None, "action": "create", "patient_ref": "p-new", "method": "POST",
+                "route": "/v1/sessions", "status": 201, "request_id": rid}
+
+    store.insert_session(rec, {"sessions": []}, audit=[row("r-first")])
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert_session(rec, {"sessions": []}, audit=[row("r-duplicate")])
+    ids = [r.request_id for r in _rows(app)]
+    assert ids.count("r-first") == 1 and "r-duplicate" not in ids
+    assert store.get_session("s-audit-tx", "default").patient_ref == "p-new"
