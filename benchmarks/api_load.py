@@ -436,7 +436,7 @@ def main(argv=None):
             s["connection"] = args.connection
             s.update(db=db_label, mode=mode, patients=args.patients, server=server,
                      workers=f"{workers_label}x"
-                             f"{threads_label if server == 'this checkout' or args.threads is not None else 'its default'}",
+                             f"{threads_label if server == 'this checkout' or args.threads is not None else '(its default)'}",
                      offered=f"{args.rate:g}/s" if mode == "paced" else "max", command=cmd,
                      load_after=os.getloadavg()[0])
             rows.append(s)
