@@ -23,8 +23,8 @@ def add_subcommands(subparsers) -> None:
     """Add ``serve``, ``keys`` and ``worker`` to an argparse ``subparsers`` object; each sets ``func``."""
     p = subparsers.add_parser("serve", help=COMMANDS["serve"],
                               description="Run the cat-prom HTTP API: uvicorn worker processes, each running the Flask "
-                                          "app on its event loop once a request has fully arrived, or on --threads "
-                                          "threads (Flask's debug server with --debug). On first start with no API keys, creates an admin "
+                                          "app once a request has fully arrived: writes on its event loop, reads on "
+                                          "--threads threads (Flask's debug server with --debug). On first start with no API keys, creates an admin "
                                           "and a patient-app key for tenant 'default' and prints them once.")
     p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"),
                    help="address to listen on (default: $CAT_PROM_HOST, else 127.0.0.1: this machine only; "
@@ -33,9 +33,10 @@ def add_subcommands(subparsers) -> None:
                    help="TCP port to listen on (default: $CAT_PROM_PORT, else 8000)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes (default: one per CPU)")
-    p.add_argument("--threads", type=_threads, default=os.environ.get("CAT_PROM_THREADS", "0"), metavar="N",
-                   help="threads per worker running the app; 0 (default: $CAT_PROM_THREADS, else 0): the app runs "
-                        "on the worker's event loop, one request at a time, once the request has fully arrived")
+    p.add_argument("--threads", type=_threads, default=os.environ.get("CAT_PROM_THREADS", "2"), metavar="N",
+                   help="threads per worker that run reads (GET, HEAD: pages, reports, exports); every other "
+                        "request runs on the worker's event loop (default: $CAT_PROM_THREADS, else 2; 0: every "
+                        "request on the event loop)")
     p.add_argument("--keepalive", type=int, default=int(os.environ.get("CAT_PROM_KEEPALIVE", "30")), metavar="SECONDS",
                    help="seconds an idle keep-alive connection is kept open (default 30)")
     p.add_argument("--forwarded-allow-ips", default=os.environ.get("CAT_PROM_FORWARDED_ALLOW_IPS") or None,
@@ -227,16 +228,17 @@ def _threads(text: str) -> int:
 
 # ----------------------------------------------------------------------- serve
 def default_workers(database_url: str | None = None) -> int:
-    """One worker process per CPU, each running the app on its event loop (``--threads 0``).
+    """One worker process per CPU, each running writes on its event loop and reads on ``--threads``
+    threads (default 2).
 
     Each worker keeps the sittings it serves in memory. Clients that keep their connection
     alive (apps' HTTP clients do) stay on one worker, so
     their session is found in that worker's cache; a request on a new connection may land on
     another worker, which then rebuilds the session by replaying its log (≈ 0.3 ms for a
-    4-domain sitting). Running the app on the event loop, one request at a time, costs less CPU
-    per request than handing each request to a thread and back, and no request waits for the GIL
-    behind another one of the same process; a pool of ``--threads`` would overlap one request's
-    database wait with another's CPU work, which measured slower here on both databases.
+    4-domain sitting). Running an answer on the event loop costs less CPU than handing it to a
+    thread and back, and it waits for the GIL behind no other request of its process (a pool for
+    every request measured slower here on both databases); reads, which can be long (reports,
+    exports), keep a pool so that they never hold the loop.
     benchmarks/results/api_load.md has the measurements behind these defaults."""
     return max(1, os.cpu_count() or 1)
 

@@ -8,12 +8,15 @@ Why this shape (docs/reliability.md has the measurements):
   not a thread. The Flask app runs only once the whole request, head and body, has arrived
   (:class:`WSGIBridge`), and its reply is written by the event loop: neither a slow body nor a
   slow reader of the response can hold the app.
-* **The app on the event loop.** By default (``--threads 0``) each worker runs the app on its
-  event loop, one request at a time: no hand-off to a thread and back for every request (≈ 0.12 ms
-  of CPU per request here), and no request of a worker waits for the GIL behind another one.
-  Between two requests the loop serves every connection's I/O. ``--threads N`` runs the app on a
-  pool of N threads per worker instead, which overlaps one request's database wait with another's
-  CPU work; it measured slower on both databases here (benchmarks/results/api_load.md).
+* **Writes on the event loop, reads on a few threads.** Each worker runs the app for a request
+  whose method changes something (``POST``, ``PUT``, ``PATCH``, ``DELETE``: a symptom app's
+  answers and new sittings) on its event loop, one at a time: no hand-off to a thread and back
+  (≈ 0.12 ms of CPU per request here), and no answer waits for the GIL behind another request of
+  its worker; at 500 answers/s that halved p99 (benchmarks/results/api_load.md). A read
+  (``GET``, ``HEAD``) runs on a pool of ``--threads`` threads (default 2), because a read can be
+  long (a clinician's PDF report, a patient export: a second or more) and must not hold the loop
+  meanwhile: on a thread it shares the CPU with the answers instead. ``--threads 0`` runs every
+  request on the loop.
 * **Limits before the app.** :class:`WSGIBridge` counts body bytes as they arrive, chunked or
   not, and answers ``413`` past ``CAT_PROM_MAX_BODY_BYTES`` without buffering more;
   :class:`Protocol` answers ``414`` for a request target over :data:`MAX_TARGET_BYTES`, ``431``
@@ -52,6 +55,8 @@ from .problems import MEDIA_TYPE, TYPE_PREFIX, scrubbed_exc_info, server_problem
 
 log = logging.getLogger("cat_prom.api.serving")
 
+#: Methods whose requests run on the thread pool (reads can be long); the others run on the event loop.
+READ_METHODS = frozenset({"GET", "HEAD"})
 #: Longest request target (path and query) accepted; longer is 414 (as gunicorn's limit was).
 MAX_TARGET_BYTES = 4094
 #: Longest single header line (name and value) and most header fields; more is 431.
@@ -177,9 +182,9 @@ def _no_delay(transport) -> None:
 
 class WSGIBridge:
     """The ASGI app each worker serves: receive the whole request body (within the size limit and
-    the timeout), then run the WSGI app with that body (on the event loop when ``threads`` is 0,
-    else on a thread of a pool of ``threads``), collect its whole response, and send it back in
-    one piece.
+    the timeout), then run the WSGI app with that body (a read, ``GET`` or ``HEAD``, on a pool of
+    ``threads`` threads; every other request, and every request when ``threads`` is 0, on the
+    event loop), collect its whole response, and send it back in one piece.
 
     The WSGI app therefore never waits for a client, neither for a body still arriving nor for a
     slow reader of the response. The environ is built by a2wsgi's ``build_environ`` (PEP 3333:
@@ -222,7 +227,7 @@ class WSGIBridge:
         environ = build_environ(dict(scope, headers=headers), io.BytesIO(body))
         environ["wsgi.errors"] = sys.stderr
         try:
-            if self.executor is None:
+            if self.executor is None or scope["method"] not in READ_METHODS:
                 status, response_headers, payload = self._run(environ)
             else:
                 status, response_headers, payload = await asyncio.get_running_loop().run_in_executor(
@@ -338,7 +343,7 @@ def asgi_app():
 
     app = create_app()
     _freeze_heap()
-    threads = int(os.environ.get("CAT_PROM_THREADS") or 0)
+    threads = int(os.environ.get("CAT_PROM_THREADS") or 2)
     return WSGIBridge(app, threads=threads, max_body_bytes=app.config["CAT_PROM_MAX_BODY_BYTES"],
                       fhir_max_body_bytes=app.config["CAT_PROM_FHIR_MAX_BODY_BYTES"],
                       timeout_s=app.config["CAT_PROM_REQUEST_TIMEOUT"])

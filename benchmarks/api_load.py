@@ -390,8 +390,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=3.0,
                     help="seconds before measuring starts (covers the burst of first session creations)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: cat-prom serve's)")
-    ap.add_argument("--threads", type=int, default=None, help="app threads per worker; 0: the app on each worker's event loop (default: cat-prom serve's, "
-                         "which is 0 here; a --compare-with checkout keeps its own)")
+    ap.add_argument("--threads", type=int, default=None, help="threads per worker for reads (writes, every request here, run on the event loop); 0: "
+                         "every request on the loop (default: cat-prom serve's, 2 here; a --compare-with "
+                         "checkout keeps its own)")
     ap.add_argument("--compare-with", metavar="DIR",
                     help="also measure `cat-prom serve` of this other checkout (with its own .venv): before/after")
     ap.add_argument("--banks", default=",".join(FOUR_DOMAINS),
@@ -417,8 +418,9 @@ def main(argv=None):
                 f"load average before start {os.getloadavg()[0]:.2f}")
     print(env_line, file=sys.stderr)
 
-    threads = args.threads if args.threads is not None else int(os.environ.get("CAT_PROM_THREADS", "0"))
-    threads_label = f"{threads}t" if threads else "loop"  # serve's default, 0: the app on each worker's event loop
+    threads = args.threads if args.threads is not None else int(os.environ.get("CAT_PROM_THREADS", "2"))
+    # writes (every request of this benchmark) run on each worker's event loop; reads on `threads` threads
+    threads_label = f"loop+{threads}t" if threads else "loop"
 
     def one(host, port, key, db_label, workers_label, cmd, pgid=None, server="this checkout"):
         for mode in modes:

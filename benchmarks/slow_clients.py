@@ -2,7 +2,7 @@
 """Slow clients against `cat-prom serve`: are /healthz and answers still served while N connections
 each send one request-header line every 2 s and never finish?
 
-Starts ``cat-prom serve`` (default settings: one worker per CPU, the app on each one's event loop) on a fresh SQLite
+Starts ``cat-prom serve`` (default settings: one worker per CPU, writes on its event loop, reads on 2 threads) on a fresh SQLite
 database, opens ``--slow`` such connections (default 200), waits 2 s, then measures, one after
 another: ``--probes`` times ``GET /healthz`` on a new connection, and one patient answering
 sittings over a keep-alive connection (``POST /v1/sessions/{id}/responses``, a new sitting when
@@ -133,7 +133,7 @@ def main(argv=None):
     ap.add_argument("--every", type=float, default=2.0, help="seconds between a slow client's header lines")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
-                    help="app threads per worker (default: cat-prom serve's, 0: the app on each worker's event loop)")
+                    help="threads per worker for reads (default: cat-prom serve's, 2; 0: every request on the loop)")
     ap.add_argument("--compare-with", metavar="DIR", help="also measure another checkout's server (before)")
     args = ap.parse_args(argv)
 
@@ -167,7 +167,8 @@ def main(argv=None):
     if tmp_banks:
         shutil.rmtree(tmp_banks, ignore_errors=True)
 
-    app_on = f"{args.threads} app threads each" if args.threads else "the app on their event loops"
+    threads = args.threads if args.threads is not None else int(os.environ.get("CAT_PROM_THREADS", "2"))
+    app_on = f"writes on their event loops, reads on {threads} threads" if threads else "every request on the loop"
     print(f"\n{env_line}; {args.workers} workers, {app_on}, SQLite; {args.slow} slow connections "
           f"(one header line every {args.every:g} s); probe timeout {args.timeout:g} s\n")
     print("| server | probe | succeeded | failed (both probes) | p50 ms | p99 ms | max ms | slow connections open "

@@ -24,7 +24,7 @@ class Server:
     """``python -m api.cli serve`` in its own process group (master + workers)."""
 
     def __init__(self, *, db_url: str, banks_dir, port: int | None = None, workers: int = 2, schema: str | None = None,
-                 log_path=None, extra_env: dict | None = None, threads: int = 0):
+                 log_path=None, extra_env: dict | None = None, threads: int = 2):
         self.port = port or free_port()
         self.base = ("127.0.0.1", self.port)
         env = dict(os.environ)

@@ -42,17 +42,17 @@ def _start(tmp, banks_dir, threads: int) -> Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, banks_dir):
-    """2 workers as `cat-prom serve` runs them by default: the app on each worker's event loop."""
-    srv = _start(tmp_path_factory.mktemp("front"), banks_dir, threads=0)
+    """2 workers as `cat-prom serve` runs them by default: writes on each worker's event loop, reads
+    on 2 threads (the thread count four slow clients used to starve under gunicorn, issue 10)."""
+    srv = _start(tmp_path_factory.mktemp("front"), banks_dir, threads=2)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
-def threaded_server(tmp_path_factory, banks_dir):
-    """2 workers x 2 app threads (``--threads 2``): the configuration four slow clients used to starve
-    under gunicorn (issue 10)."""
-    srv = _start(tmp_path_factory.mktemp("front-threads"), banks_dir, threads=2)
+def loop_only_server(tmp_path_factory, banks_dir):
+    """2 workers with every request on the event loop (``--threads 0``)."""
+    srv = _start(tmp_path_factory.mktemp("front-loop"), banks_dir, threads=0)
     yield srv
     srv.stop()
 
@@ -157,13 +157,13 @@ class SlowClients:
             s.close()
 
 
-@pytest.mark.parametrize("n_slow, threads", [(4, 0), (200, 0), (4, 2), (200, 2)])
+@pytest.mark.parametrize("n_slow, threads", [(4, 2), (200, 2), (4, 0), (200, 0)])
 def test_slow_clients_do_not_starve_the_service(request_fixture, n_slow, threads):
     """Issue 10: four connections sending one header line every 2 s left /healthz unanswered (gunicorn,
     2 workers x 2 threads, all held). With the event-driven front end a slow connection holds
-    neither the app nor a thread, whether the app runs on the event loop (the default) or on
-    threads: /healthz, a new session and an answer all succeed while they trickle."""
-    server = request_fixture("server" if threads == 0 else "threaded_server")
+    neither the app nor a thread, with reads on threads (the default) or every request on the
+    loop: /healthz, a new session and an answer all succeed while they trickle."""
+    server = request_fixture("server" if threads == 2 else "loop_only_server")
     with SlowClients(server.base, n_slow):
         lat = []
         for i in range(5):
@@ -421,10 +421,13 @@ def test_a_client_gone_before_its_body_arrived_runs_nothing(threads):
     assert called == [] and sent == []
 
 
-@pytest.mark.parametrize("threads", [0, 2])
-def test_the_app_runs_on_the_event_loop_by_default_or_on_a_thread_pool(threads):
-    """``--threads 0`` (serve's default): the WSGI app runs on the worker's event-loop thread; ``N``:
-    on a pool thread. Either way it gets the whole body and its whole reply goes back in one piece."""
+@pytest.mark.parametrize("threads, method, on_loop", [(2, "POST", True), (2, "PUT", True), (2, "DELETE", True),
+                                                     (2, "GET", False), (2, "HEAD", False),
+                                                     (0, "POST", True), (0, "GET", True)])
+def test_writes_run_on_the_event_loop_and_reads_on_the_pool(threads, method, on_loop):
+    """A write runs the WSGI app on the worker's event-loop thread, a read (GET, HEAD) on a pool
+    thread (a report may be long: it must not hold the loop); ``--threads 0``: everything on the
+    loop. Either way the app gets the whole body and its whole reply goes back in one piece."""
     import asyncio
 
     from api.serving import WSGIBridge
@@ -438,7 +441,7 @@ def test_the_app_runs_on_the_event_loop_by_default_or_on_a_thread_pool(threads):
 
     bridge = WSGIBridge(app, threads=threads, max_body_bytes=100, timeout_s=5)
     assert (bridge.executor is None) == (threads == 0)
-    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/x", "root_path": "",
+    scope = {"type": "http", "http_version": "1.1", "method": method, "path": "/x", "root_path": "",
              "query_string": b"", "headers": [(b"content-length", b"2")], "client": ("127.0.0.1", 1),
              "server": ("127.0.0.1", 80)}
     messages = [{"type": "http.request", "body": b"4", "more_body": True},
@@ -457,4 +460,4 @@ def test_the_app_runs_on_the_event_loop_by_default_or_on_a_thread_pool(threads):
 
     loop_thread = asyncio.run(main())
     assert sent[0]["status"] == 200 and json.loads(sent[1]["body"]) == {"got": 42}
-    assert (ran_on == [loop_thread]) == (threads == 0)
+    assert len(ran_on) == 1 and (ran_on[0] == loop_thread) == on_loop

@@ -136,7 +136,7 @@ def test_serve_help_describes_host_and_port():
     assert "CAT_PROM_HOST" in text and "127.0.0.1" in text and "CAT_PROM_PORT" in text and "8000" in text
 
 
-def test_serve_threads_default_to_the_event_loop_and_reject_negatives(monkeypatch, capsys):
+def test_serve_threads_default_to_two_and_reject_negatives(monkeypatch, capsys):
     import argparse
 
     from api.cli import add_subcommands
@@ -147,9 +147,9 @@ def test_serve_threads_default_to_the_event_loop_and_reject_negatives(monkeypatc
         return sub.choices["serve"].parse_args(list(argv))
 
     monkeypatch.delenv("CAT_PROM_THREADS", raising=False)
-    assert parse().threads == 0 and parse("--threads", "3").threads == 3
-    monkeypatch.setenv("CAT_PROM_THREADS", "2")
-    assert parse().threads == 2
+    assert parse().threads == 2 and parse("--threads", "0").threads == 0
+    monkeypatch.setenv("CAT_PROM_THREADS", "3")
+    assert parse().threads == 3
     for bad in ("-1", "two"):
         with pytest.raises(SystemExit) as e:
             parse("--threads", bad)

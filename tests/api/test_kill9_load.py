@@ -124,7 +124,7 @@ def test_kill9_under_concurrent_load(db, tmp_path, banks_dir, request):
     else:
         url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
     f = _kill9_under_load(tmp_path, banks_dir, url, schema)
-    print(f"\nkill -9 under load ({db}, 2 workers, the app on their event loops): " + ", ".join(f"{k} {v}" for k, v in f.items()))
+    print(f"\nkill -9 under load ({db}, 2 workers, serve's default threads): " + ", ".join(f"{k} {v}" for k, v in f.items()))
     assert f["acknowledged"] >= ACKED_BEFORE_KILL and f["sittings"] == CLIENTS
     assert f["lost"] == 0 and f["duplicated"] == 0
     assert f["resumable"] == f["sittings"] == f["finished_after_restart"]

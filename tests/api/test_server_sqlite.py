@@ -21,7 +21,7 @@ def sqlite_server_env(tmp_path, banks_dir):
     return url, {"Authorization": "Bearer " + key}, tmp_path
 
 
-@pytest.mark.parametrize("threads", [0, 1, 2])  # the app on the event loop (serve's default); 1 and 2 threads
+@pytest.mark.parametrize("threads", [0, 1, 2])  # every request on the event loop; reads on 1 or 2 threads (default 2)
 def test_kill9_loses_no_acknowledged_answer(sqlite_server_env, banks_dir, threads):
     url, h, tmp = sqlite_server_env
     srv = Server(db_url=url, banks_dir=banks_dir, workers=2, threads=threads, log_path=tmp / "a.log").wait_ready()
