@@ -24,8 +24,9 @@ def add_subcommands(subparsers) -> None:
     p = subparsers.add_parser("serve", help=COMMANDS["serve"],
                               description="Run the cat-prom HTTP API: uvicorn worker processes, each running the Flask "
                                           "app once a request has fully arrived: writes on its event loop, reads on "
-                                          "--threads threads (Flask's debug server with --debug). On first start with no API keys, creates an admin "
-                                          "and a patient-app key for tenant 'default' and prints them once.")
+                                          "--threads threads (Flask's debug server with --debug). On first start "
+                                          "with no API keys, creates an admin and a patient-app key for tenant "
+                                          "'default' and prints them once.")
     p.add_argument("--host", default=os.environ.get("CAT_PROM_HOST", "127.0.0.1"),
                    help="address to listen on (default: $CAT_PROM_HOST, else 127.0.0.1: this machine only; "
                         "0.0.0.0 for every interface)")

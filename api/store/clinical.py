@@ -154,6 +154,9 @@ def savepoint(conn: Connection):
         yield
 
 
+_LOCK_PATIENT = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
+
+
 def lock_patient(conn: Connection, is_postgres: bool, tenant: str, patient: str) -> None:
     """Serialise the evaluations of one patient within the caller's transaction (two sittings
     finishing at once must not both open the same alert). SQLite already runs one writer at a
@@ -161,9 +164,6 @@ def lock_patient(conn: Connection, is_postgres: bool, tenant: str, patient: str)
     if is_postgres:
         key = zlib.crc32(f"{tenant}\x00{patient}".encode()) - 2**31
         conn.execute(_LOCK_PATIENT, {"a": 0x636C696E, "b": key})
-
-
-_LOCK_PATIENT = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
 
 
 # --------------------------------------------------------------------------- domain results
@@ -192,8 +192,8 @@ def patient_domain_results(conn: Connection, tenant: str, patient: str, *, bank_
 def _ranked(table: sa.Table, where, partition_by, **orders):
     """``table``'s rows matching ``where``, each with a row number per name in ``orders`` (1 = first in
     that order within its ``partition_by`` group): the subquery and the table's columns on it.
-    Built once per statement shape at import, with bind parameters (``_bp``) for the values, so a
-    finishing sitting neither rebuilds nor re-keys them."""
+    The statements below use it once, at import, with bind parameters (``_bp``) for the values, so
+    a finishing sitting neither rebuilds nor re-keys them."""
     sub = sa.select(table, *[sa.func.row_number().over(partition_by=partition_by, order_by=order).label(name)
                              for name, order in orders.items()]).where(*where).subquery()
     return sub, [sub.c[col.name] for col in table.columns]
@@ -295,12 +295,6 @@ def current_acceptable(conn: Connection, tenant: str, patient: str, bank_id: str
     return current_acceptables(conn, tenant, patient, [bank_id]).get(bank_id)
 
 
-def current_acceptables(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, AcceptableLevel]:
-    """bank id -> the patient's newest acceptable level of each of ``bank_ids`` that has one (one query)."""
-    params = {"tenant": tenant, "patient": patient, "banks": list(dict.fromkeys(bank_ids))}
-    return {r.bank_id: _rec(AcceptableLevel, r) for r in conn.execute(_CURRENT_ACCEPTABLES, params).all()}
-
-
 def _current_acceptables_stmt() -> sa.Select:
     c = acceptable_levels.c
     ranked, cols = _ranked(acceptable_levels, [c.tenant == _bp("tenant"), c.patient_ref == _bp("patient"),
@@ -310,6 +304,12 @@ def _current_acceptables_stmt() -> sa.Select:
 
 
 _CURRENT_ACCEPTABLES = _current_acceptables_stmt()
+
+
+def current_acceptables(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[str, AcceptableLevel]:
+    """bank id -> the patient's newest acceptable level of each of ``bank_ids`` that has one (one query)."""
+    params = {"tenant": tenant, "patient": patient, "banks": list(dict.fromkeys(bank_ids))}
+    return {r.bank_id: _rec(AcceptableLevel, r) for r in conn.execute(_CURRENT_ACCEPTABLES, params).all()}
 
 
 # ----------------------------------------------------------------------------------- settings
@@ -355,16 +355,16 @@ def add_baseline(conn: Connection, **values) -> Baseline:
     return _rec(Baseline, conn.execute(sa.select(baselines).where(baselines.c.id == rid)).one())
 
 
+_BASELINES = (sa.select(baselines).where(baselines.c.tenant == _bp("tenant"), baselines.c.patient_ref == _bp("patient"))
+              .order_by(baselines.c.id))
+
+
 def current_baselines(conn: Connection, tenant: str, patient: str) -> dict[str, Baseline]:
     """bank id -> the newest baseline marked for the patient."""
     out: dict[str, Baseline] = {}
     for r in conn.execute(_BASELINES, {"tenant": tenant, "patient": patient}).all():
         out[r.bank_id] = _rec(Baseline, r)
     return out
-
-
-_BASELINES = (sa.select(baselines).where(baselines.c.tenant == _bp("tenant"), baselines.c.patient_ref == _bp("patient"))
-              .order_by(baselines.c.id))
 
 
 # ---------------------------------------------------------------------------- personal goals
@@ -433,12 +433,6 @@ def latest_alert(conn: Connection, tenant: str, patient: str, bank_id: str, rule
     return latest_alerts(conn, tenant, patient, [bank_id]).get((bank_id, rule))
 
 
-def latest_alerts(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[tuple[str, str], Alert]:
-    """(bank id, rule) -> the patient's newest alert for it, for each of ``bank_ids`` (one query)."""
-    params = {"tenant": tenant, "patient": patient, "banks": list(dict.fromkeys(bank_ids))}
-    return {(r.bank_id, r.rule): _rec(Alert, r) for r in conn.execute(_LATEST_ALERTS, params).all()}
-
-
 def _latest_alerts_stmt() -> sa.Select:
     c = alerts.c
     ranked, cols = _ranked(alerts, [c.tenant == _bp("tenant"), c.patient_ref == _bp("patient"),
@@ -448,6 +442,12 @@ def _latest_alerts_stmt() -> sa.Select:
 
 
 _LATEST_ALERTS = _latest_alerts_stmt()
+
+
+def latest_alerts(conn: Connection, tenant: str, patient: str, bank_ids) -> dict[tuple[str, str], Alert]:
+    """(bank id, rule) -> the patient's newest alert for it, for each of ``bank_ids`` (one query)."""
+    params = {"tenant": tenant, "patient": patient, "banks": list(dict.fromkeys(bank_ids))}
+    return {(r.bank_id, r.rule): _rec(Alert, r) for r in conn.execute(_LATEST_ALERTS, params).all()}
 
 
 def insert_alert(conn: Connection, **values) -> Alert:

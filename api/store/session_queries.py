@@ -168,29 +168,27 @@ class SessionQueries:
 
         PostgreSQL: one statement (the INSERT selects from the UPDATE's RETURNING), atomic on its
         own, in autocommit: one round trip; with ``then``, that statement and ``then``'s in one
-        transaction (the audit row still inside the first). SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, ``then``,
+        transaction. SQLite: ``BEGIN IMMEDIATE`` under the writer lock, UPDATE, INSERT, ``then``,
         COMMIT.
 
         ``audit``: the audit rows of the request (:mod:`api.audit`), written in the same
-        transaction, so the log holds a row exactly for each answer stored (on PostgreSQL without
-        ``then``, inside the same single statement)."""
+        transaction, so the log holds a row exactly for each answer stored (on PostgreSQL, one row
+        goes inside the answer's statement)."""
         params = {"p_sid": sid, "p_old": old_version, "p_version": adv.version, "p_n": adv.n_responses,
                   "p_status": adv.status, "p_updated": adv.updated_at, "p_expires": adv.expires_at,
                   "p_finished": adv.finished_at, "p_result": None if adv.result is None else dumps(adv.result),
                   **_response_params(adv.response)}
-        one_audit_row = audit is not None and len(audit) == 1
-        if self.is_postgres and then is None and (audit is None or one_audit_row):
-            with self.autocommit() as conn:
-                if audit is None:
-                    return conn.execute(_ADVANCE_PG, params).first() is not None
-                return conn.execute(_ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}).first() is not None
+        if self.is_postgres:
+            stmt = _ADVANCE_PG
+            if audit is not None and len(audit) == 1:  # the audit row inside the answer's statement
+                stmt, params, audit = _ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}, None
+            if then is None and not audit:
+                with self.autocommit() as conn:
+                    return conn.execute(stmt, params).first() is not None
         with self.write() as conn:
             if self.is_postgres:
-                stmt, p = ((_ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}) if one_audit_row
-                           else (_ADVANCE_PG, params))
-                if conn.execute(stmt, p).first() is None:
+                if conn.execute(stmt, params).first() is None:
                     return False
-                audit = None if one_audit_row else audit  # written by the statement
             else:
                 if conn.execute(_UPD_SESSION, params).rowcount != 1:
                     return False
