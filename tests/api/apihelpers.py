@@ -6,8 +6,7 @@ import os
 from api import create_app
 from api import keys as keys_mod
 
-PG_URL = os.environ.get("CAT_PROM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from services import IN_CI, PG_URL, pg_error  # noqa: F401 - re-exported for the test modules
 #: Tests drive many requests with one key (and many 401s); the rate-limit tests switch limits on.
 RATE_LIMITS_OFF = {"RATE_LIMIT_SESSIONS": "off", "RATE_LIMIT_ANSWERS": "off", "RATE_LIMIT_AUTH_FAILURES": "off",
                    "REDIS_URL": None}
@@ -41,15 +40,8 @@ class Keys:
 
 
 def pg_available() -> str | None:
-    try:
-        import sqlalchemy as sa
-        eng = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with eng.connect() as c:
-            c.execute(sa.text("SELECT 1"))
-        eng.dispose()
-        return None
-    except Exception as e:  # pragma: no cover - depends on the machine
-        return f"{type(e).__name__}: {e}"
+    """None when PostgreSQL at PG_URL answers, else why not (nothing is started)."""
+    return pg_error(PG_URL)
 
 
 def run_session(client, headers, body=None, answer=lambda q: q["options"][2]["value"], max_steps=200):

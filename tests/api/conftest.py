@@ -3,7 +3,8 @@
 PostgreSQL: tests marked ``postgres`` use the server at ``CAT_PROM_TEST_PG_URL``
 (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), each test in its
 own schema. They are skipped when it is unreachable, unless ``CI=true``, where
-an unreachable server fails them.
+a stopped local cluster is started first (tests/api/services.py) and an
+unreachable server fails them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from apibanks import write_banks  # noqa: E402
-from apihelpers import IN_CI, PG_URL, Keys, make_app, pg_available  # noqa: E402
+from apihelpers import IN_CI, PG_URL, Keys, make_app  # noqa: E402
+from services import ensure_pg  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +59,7 @@ def patient_h(keys):
 
 @pytest.fixture(scope="session")
 def pg_url():
-    err = pg_available()
+    err = ensure_pg(PG_URL)
     if err:
         if IN_CI:
             pytest.fail(f"PostgreSQL at {PG_URL} is required when CI=true but unreachable: {err}")

@@ -10,8 +10,7 @@ import uuid
 import pytest
 
 from apihelpers import IN_CI, Keys, make_app
-
-REDIS_URL = os.environ.get("CAT_PROM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from services import REDIS_URL, ensure_redis
 PROBLEM = "application/problem+json"
 START = {"banks": ["pain-intensity"], "patient": "pt-rl"}
 
@@ -128,13 +127,12 @@ def test_defaults_are_on_and_documented():
 # ------------------------------------------------------------------------------ Redis
 @pytest.fixture
 def redis_url():
-    try:
-        import redis
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as e:  # noqa: BLE001 - reported
+    """Redis at CAT_PROM_TEST_REDIS_URL; under CI=true a stopped local one is started first."""
+    err = ensure_redis(REDIS_URL)
+    if err:
         if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true but unreachable: {type(e).__name__}: {e}")
-        pytest.skip(f"Redis at {REDIS_URL} unreachable ({type(e).__name__}); set CI=true to make this a failure")
+            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true but unreachable: {err}")
+        pytest.skip(f"Redis at {REDIS_URL} unreachable ({err}); set CI=true to make this a failure")
     return REDIS_URL
 
 
