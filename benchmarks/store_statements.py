@@ -115,6 +115,7 @@ def main() -> int:
     from api import create_app
     from api import keys as keys_mod
     from apibanks import write_banks
+    from apihelpers import RATE_LIMITS_OFF
     import api
     assert Path(api.__file__).resolve().is_relative_to(repo), f"api imported from {api.__file__}, not {repo}"
 
@@ -125,8 +126,9 @@ def main() -> int:
         url = f"sqlite:///{tmp}/s.sqlite"
     else:
         url, schema = args.pg_url, "stmts_" + uuid.uuid4().hex[:10]
+    # One key answers far faster than any patient: the per-key rate limits (api/limits.py) are off.
     cfg = {"DATABASE_URL": url, "BANKS_DIR": str(banks), "TESTING": True, "LOG_LEVEL": "WARNING",
-           "KEY_CACHE_TTL": 3600}
+           "KEY_CACHE_TTL": 3600, **RATE_LIMITS_OFF}
     if schema:
         cfg["DATABASE_SCHEMA"] = schema
     app = create_app(cfg)
