@@ -103,8 +103,7 @@ class SessionQueries:
         and so are the request's ``audit`` rows written (:mod:`api.audit`). PostgreSQL, with one audit row
         and no ``then``: one statement in autocommit."""
         if self.is_postgres and then is None and audit is not None and len(audit) == 1:
-            with self.autocommit() as conn:
-                conn.execute(_INS_SESSION_PG_AUDITED, {**_session_params(rec, config), **audit_params(audit[0])})
+            self.first_autocommit(_INS_SESSION_PG_AUDITED, {**_session_params(rec, config), **audit_params(audit[0])})
             return
         with self.write() as conn:
             conn.execute(_INS_SESSION, _session_params(rec, config))
@@ -183,8 +182,7 @@ class SessionQueries:
             if audit is not None and len(audit) == 1:  # the audit row inside the answer's statement
                 stmt, params, audit = _ADVANCE_PG_AUDITED, {**params, **audit_params(audit[0])}, None
             if then is None and not audit:
-                with self.autocommit() as conn:
-                    return conn.execute(stmt, params).first() is not None
+                return self.first_autocommit(stmt, params) is not None
         with self.write() as conn:
             if self.is_postgres:
                 if conn.execute(stmt, params).first() is None:

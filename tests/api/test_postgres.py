@@ -131,3 +131,54 @@ def test_session_continues_on_another_server_process(banks_dir, pg_url, pg_schem
     finally:
         a.stop()
         b.stop()
+
+
+def test_answer_statement_on_a_killed_connection_is_503_then_retried(pg_app, pg_url):
+    """The answer's one statement runs on a pooled driver connection (Database.first_autocommit). When
+    PostgreSQL has closed that connection, the answer gets 503 problem+json (nothing stored), the broken
+    connection leaves the pool, and the same answer sent again is taken."""
+    h = Keys(pg_app)["patient-app"]
+    c = pg_app.test_client()
+    store = pg_app.extensions["cat_prom"].store
+    v = c.post("/v1/sessions", json={"battery": "pain-core", "patient": "p-kill"}, headers=h).json
+    q = v["question"]
+    v = c.post(f"/v1/sessions/{v['id']}/responses", headers=h,
+               json={"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][1]["value"]}).json
+    store._autocommit_engine.dispose()  # from here on one connection serves the autocommit pool
+    fairy = store._autocommit_engine.raw_connection()
+    pid = fairy.driver_connection.info.backend_pid
+    fairy.close()
+    killer = sa.create_engine(pg_url)
+    with killer.connect() as k:
+        assert k.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one() is True
+    killer.dispose()
+    q = v["question"]
+    body = {"seq": q["seq"], "item_id": q["item_id"], "value": q["options"][2]["value"]}
+    r = c.post(f"/v1/sessions/{v['id']}/responses", headers=h, json=body)
+    assert r.status_code == 503 and r.mimetype == "application/problem+json", r.json
+    assert r.json["type"] == "urn:cat-prom:problem:service-unavailable"
+    g = c.get(f"/v1/sessions/{v['id']}", headers=h).json
+    assert len(g["answers"]) == 1  # nothing was stored
+    r = c.post(f"/v1/sessions/{v['id']}/responses", headers=h, json=body)
+    assert r.status_code == 200, r.json
+    assert r.json["question"]["seq"] == q["seq"] + 1 or r.json["status"] != "in_progress"
+    assert len(c.get(f"/v1/sessions/{v['id']}", headers=h).json["answers"]) == 2
+
+
+def test_driver_statements_are_core_compiled(pg_url):
+    """The driver-level path runs SQLAlchemy's own SQL for the dialect, with Core's bind processing."""
+    from api.store.engine import DriverStatements
+    from api.store.session_queries import _ADVANCE_PG
+
+    eng = sa.create_engine(pg_url)
+    d = DriverStatements(eng.dialect)
+    params = {"p_sid": "s", "p_old": 1, "p_version": 2, "p_n": 1, "p_status": "in_progress", "p_updated": None,
+              "p_expires": None, "p_finished": None, "p_result": None, "p_seq": 1, "p_item": "i", "p_value": "3",
+              "p_declined": 0, "p_at": None}
+    sql, values = d.compile(_ADVANCE_PG, params)
+    assert sql == str(_ADVANCE_PG.compile(dialect=eng.dialect))
+    assert values["p_declined"] is False  # Boolean's bind processor ran
+    assert d.compile(_ADVANCE_PG, params)[0] is sql  # compiled once
+    with pytest.raises(ValueError, match="positional"):
+        DriverStatements(sa.create_engine("sqlite://").dialect).compile(_ADVANCE_PG, params)
+    eng.dispose()
