@@ -151,6 +151,9 @@ class Database:
                 fairy.invalidate(e)
             raise sa.exc.DBAPIError.instance(sql, values, e, self._driver.dbapi.Error, dialect=dialect,
                                              connection_invalidated=broken) from e
+        except BaseException as e:  # interrupted mid-statement: the connection's state is unknown
+            fairy.invalidate(e)
+            raise
         finally:
             fairy.close()  # back to the pool (autocommit: nothing to roll back)
 

@@ -182,3 +182,24 @@ def test_driver_statements_are_core_compiled(pg_url):
     with pytest.raises(ValueError, match="positional"):
         DriverStatements(sa.create_engine("sqlite://").dialect).compile(_ADVANCE_PG, params)
     eng.dispose()
+
+
+def test_answer_statement_interrupted_never_returns_its_connection_to_the_pool(pg_app, monkeypatch):
+    """Anything but a driver error in the middle of the statement (an interrupt, a bug) leaves the
+    connection in an unknown state: it is dropped, and the next statement gets a fresh one."""
+    import psycopg
+
+    store = pg_app.extensions["cat_prom"].store
+    store._autocommit_engine.dispose()
+    stmt = sa.text("SELECT pg_backend_pid()")
+    first = store.first_autocommit(stmt, {})[0]
+    assert store.first_autocommit(stmt, {})[0] == first  # the pool hands the same connection back
+
+    def boom(self, *a, **k):
+        raise RuntimeError("interrupted")
+
+    with monkeypatch.context() as m:
+        m.setattr(psycopg.Cursor, "execute", boom)
+        with pytest.raises(RuntimeError):
+            store.first_autocommit(stmt, {})
+    assert store.first_autocommit(stmt, {})[0] != first
