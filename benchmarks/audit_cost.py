@@ -69,8 +69,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         rows.append(("SQLite", measure(f"sqlite:///{d}/b.sqlite", args.sittings)))
-    from apihelpers import PG_URL, pg_available
-    if pg_available() is None:
+    from services import PG_URL, pg_error
+    if pg_error(PG_URL) is None:
         import sqlalchemy as sa
         schema = "bench_" + uuid.uuid4().hex[:8]
         try:

@@ -145,7 +145,7 @@ class Database:
             cur.close()
             return row
         except self._driver.dbapi.Error as e:
-            dialect = self._autocommit_engine.dialect
+            dialect = self._driver.dialect
             broken = dialect.is_disconnect(e, fairy.dbapi_connection, cur)
             if broken:
                 fairy.invalidate(e)

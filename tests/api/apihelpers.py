@@ -1,12 +1,9 @@
 """Helpers shared by the API tests (imported by conftest and the test modules)."""
 from __future__ import annotations
 
-import os
-
 from api import create_app
 from api import keys as keys_mod
 
-from services import IN_CI, PG_URL, pg_error  # noqa: F401 - re-exported for the test modules
 #: Tests drive many requests with one key (and many 401s); the rate-limit tests switch limits on.
 RATE_LIMITS_OFF = {"RATE_LIMIT_SESSIONS": "off", "RATE_LIMIT_ANSWERS": "off", "RATE_LIMIT_AUTH_FAILURES": "off",
                    "REDIS_URL": None}
@@ -37,11 +34,6 @@ class Keys:
             role, _, tenant = role_tenant.partition("@")
             self._made[role_tenant] = self.make(role, tenant or "default")
         return {k: v for k, v in self._made[role_tenant].items() if not k.startswith("_")}
-
-
-def pg_available() -> str | None:
-    """None when PostgreSQL at PG_URL answers, else why not (nothing is started)."""
-    return pg_error(PG_URL)
 
 
 def run_session(client, headers, body=None, answer=lambda q: q["options"][2]["value"], max_steps=200):

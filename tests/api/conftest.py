@@ -17,8 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from apibanks import write_banks  # noqa: E402
-from apihelpers import IN_CI, PG_URL, Keys, make_app  # noqa: E402
-from services import ensure_pg  # noqa: E402
+from apihelpers import Keys, make_app  # noqa: E402
+from services import PG_URL, ensure_pg, require  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +59,7 @@ def patient_h(keys):
 
 @pytest.fixture(scope="session")
 def pg_url():
-    err = ensure_pg(PG_URL)
-    if err:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at {PG_URL} is required when CI=true but unreachable: {err}")
-        pytest.skip(f"PostgreSQL at {PG_URL} unreachable ({err}); set CI=true to make this a failure")
-    return PG_URL
+    return require("PostgreSQL", PG_URL, ensure_pg(PG_URL))
 
 
 @pytest.fixture

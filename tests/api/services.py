@@ -79,6 +79,17 @@ def start_postgres() -> str | None:
     return None if r.returncode in (0, 2) else f"pg_ctlcluster exited {r.returncode}: {r.stderr.strip()[-300:]}"
 
 
+def require(name: str, url: str, err: str | None) -> str:
+    """``url`` when ``err`` is None; else fail the test under ``CI=true`` (the service is required
+    there) or skip it with the reason."""
+    if err is None:
+        return url
+    import pytest
+    if IN_CI:
+        pytest.fail(f"{name} at {url} is required when CI=true but unreachable: {err}")
+    pytest.skip(f"{name} at {url} unreachable ({err}); set CI=true to make this a failure")
+
+
 def _wait(check, seconds: float) -> str | None:
     deadline = time.monotonic() + seconds
     err = check()

@@ -4,13 +4,13 @@ failed authentication; 429 problem+json with Retry-After; memory or Redis storag
 Issue 10: one key created 3,000 sessions in 6 s, and 2,000 wrong-key requests all got 401."""
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 
-from apihelpers import IN_CI, Keys, make_app
-from services import REDIS_URL, ensure_redis
+from apihelpers import Keys, make_app
+from services import REDIS_URL, ensure_redis, require
+
 PROBLEM = "application/problem+json"
 START = {"banks": ["pain-intensity"], "patient": "pt-rl"}
 
@@ -128,12 +128,7 @@ def test_defaults_are_on_and_documented():
 @pytest.fixture
 def redis_url():
     """Redis at CAT_PROM_TEST_REDIS_URL; under CI=true a stopped local one is started first."""
-    err = ensure_redis(REDIS_URL)
-    if err:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true but unreachable: {err}")
-        pytest.skip(f"Redis at {REDIS_URL} unreachable ({err}); set CI=true to make this a failure")
-    return REDIS_URL
+    return require("Redis", REDIS_URL, ensure_redis(REDIS_URL))
 
 
 def test_redis_counters_are_shared_by_workers(tmp_path, banks_dir, redis_url):
